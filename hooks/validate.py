@@ -1,0 +1,478 @@
+"""Validate a generated MLOps repository.
+
+Copier runs this after `copier copy` (from `_tasks`) and after `copier update` (from an "after"
+migration) with the Python that runs Copier:
+
+    python hooks/validate.py <generated-repo>
+
+Every problem is reported as `<file>: [<rule>] <what is wrong>` followed by the fix, and the
+exit status is 1 when there is any. Checks whose tool is not installed next to Copier are
+reported as skipped with the command that installs the tool; they never pass silently.
+No network access and no AWS calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Versions the template is tested with; printed in the install hint of a skipped check.
+TOOL_PINS = {"cfn-lint": "cfn-lint==1.58.0", "jsonschema": "jsonschema==4.26.0"}
+
+PROJECT_TAG_KEY = "Project"
+BUILDSPEC_SCHEMA = Path("schemas/buildspec.schema.json")
+SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".ruff_cache", ".pytest_cache"}
+JINJA_MARKERS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+# Worst-case lengths of CloudFormation pseudo parameters when they appear in a resource name.
+PSEUDO_PARAMETER_LENGTHS = {
+    "AWS::AccountId": 12,
+    "AWS::Region": len("ap-southeast-7"),
+    "AWS::Partition": len("aws-us-gov"),
+    "AWS::URLSuffix": len("amazonaws.com.cn"),
+    "AWS::StackName": 128,
+}
+
+# Name limits from each service's API reference (CloudFormation passes the names through).
+NAME_LIMITS: dict[str, tuple[str, int]] = {
+    "AWS::S3::Bucket": ("BucketName", 63),
+    "AWS::IAM::Role": ("RoleName", 64),
+    "AWS::IAM::ManagedPolicy": ("ManagedPolicyName", 128),
+    "AWS::IAM::Policy": ("PolicyName", 128),
+    "AWS::Events::Rule": ("Name", 64),
+    "AWS::Scheduler::Schedule": ("Name", 64),
+    "AWS::Lambda::Function": ("FunctionName", 64),
+    "AWS::SageMaker::Endpoint": ("EndpointName", 63),
+    "AWS::SageMaker::EndpointConfig": ("EndpointConfigName", 63),
+    "AWS::SageMaker::Model": ("ModelName", 63),
+    "AWS::SageMaker::ModelPackageGroup": ("ModelPackageGroupName", 63),
+    "AWS::SageMaker::MonitoringSchedule": ("MonitoringScheduleName", 63),
+    "AWS::SageMaker::Pipeline": ("PipelineName", 256),
+    "AWS::CodeBuild::Project": ("Name", 150),
+    "AWS::CodePipeline::Pipeline": ("Name", 100),
+    "AWS::CodeConnections::Connection": ("ConnectionName", 32),
+    "AWS::CodeStarConnections::Connection": ("ConnectionName", 32),
+    "AWS::CodeCommit::Repository": ("RepositoryName", 100),
+    "AWS::SNS::Topic": ("TopicName", 256),
+    "AWS::KMS::Alias": ("AliasName", 256),
+    "AWS::Logs::LogGroup": ("LogGroupName", 512),
+    "AWS::CloudWatch::Alarm": ("AlarmName", 255),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    rule: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: [{self.rule}] {self.message}\n    fix: {self.fix}"
+
+
+class ToolMissing(Exception):
+    """A check cannot run because its tool is not installed where Copier runs."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(tool)
+        self.tool = tool
+
+
+# --- reading files -------------------------------------------------------------------------
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """SafeLoader that understands CloudFormation short-form intrinsics (!Ref, !Sub, ...)."""
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {"Ref": value} if suffix == "Ref" else {f"Fn::{suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_yaml(path: Path) -> Any:
+    with path.open(encoding="utf-8") as stream:
+        return yaml.load(stream, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def iter_files(root: Path, suffixes: tuple[str, ...] | None = None) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if any(part in SKIPPED_DIRS for part in path.relative_to(root).parts):
+            continue
+        if path.is_file() and (suffixes is None or path.suffix in suffixes):
+            yield path
+
+
+def is_cloudformation(document: Any) -> bool:
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("Resources"), dict)
+        and ("AWSTemplateFormatVersion" in document or "Transform" in document
+             or any(isinstance(r, dict) and str(r.get("Type", "")).startswith("AWS::")
+                    for r in document["Resources"].values()))
+    )
+
+
+def cloudformation_templates(root: Path) -> Iterator[tuple[Path, dict]]:
+    for path in iter_files(root, (".yml", ".yaml", ".json", ".template")):
+        try:
+            document = load_yaml(path)
+        except yaml.YAMLError:
+            continue  # reported by check_parse
+        if is_cloudformation(document):
+            yield path, document
+
+
+def read_answers(root: Path) -> dict:
+    answers_file = root / ".copier-answers.yml"
+    if not answers_file.is_file():
+        return {}
+    return yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
+
+
+# --- checks --------------------------------------------------------------------------------
+
+
+def check_parse(root: Path) -> list[Finding]:
+    findings = []
+    for path in iter_files(root, (".yml", ".yaml", ".json")):
+        rel = str(path.relative_to(root))
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            else:
+                load_yaml(path)
+        except (yaml.YAMLError, json.JSONDecodeError) as error:
+            findings.append(Finding(rel, "parse", f"not valid {path.suffix[1:].upper()}: {error}",
+                                    "correct the syntax at the reported line (indentation, "
+                                    "quoting, unbalanced brackets)"))
+    return findings
+
+
+def check_leftover_jinja(root: Path) -> list[Finding]:
+    findings = []
+    for path in iter_files(root):
+        rel = str(path.relative_to(root))
+        if path.suffix == ".jinja" or "{{" in rel or "{%" in rel:
+            findings.append(Finding(rel, "leftover-jinja", "file name was not rendered by Copier",
+                                    "render the name in the template (check the .jinja suffix "
+                                    "and the variable names in the path)"))
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary file
+        for match in JINJA_MARKERS.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            findings.append(Finding(f"{rel}:{line}", "leftover-jinja",
+                                    f"unrendered Jinja {match.group(0)[:60]!r}",
+                                    "give the template file the .jinja suffix, or fix the "
+                                    "expression so Copier renders it"))
+    return findings
+
+
+def check_python_compiles(root: Path) -> list[Finding]:
+    findings = []
+    for path in iter_files(root, (".py",)):
+        rel = str(path.relative_to(root))
+        try:
+            compile(path.read_text(encoding="utf-8"), rel, "exec")
+        except SyntaxError as error:
+            findings.append(Finding(f"{rel}:{error.lineno}", "python-compile",
+                                    f"does not compile: {error.msg}",
+                                    "fix the syntax error at that line"))
+    return findings
+
+
+def check_cfn_lint(root: Path) -> list[Finding]:
+    try:
+        from cfnlint.api import ManualArgs, lint_file
+    except ImportError as error:
+        raise ToolMissing("cfn-lint") from error
+    region = read_answers(root).get("aws_region", "us-east-1")
+    findings = []
+    for path, _ in cloudformation_templates(root):
+        rel = str(path.relative_to(root))
+        for match in lint_file(path, config=ManualArgs(regions=[region])):
+            findings.append(Finding(f"{rel}:{match.linenumber}", f"cfn-lint {match.rule.id}",
+                                    match.message,
+                                    f"see {match.rule.source_url or 'the cfn-lint rule ' + match.rule.id}; "
+                                    "a deliberate exception goes in the resource's "
+                                    "Metadata.cfn-lint with a comment saying why"))
+    return findings
+
+
+def check_buildspecs(root: Path) -> list[Finding]:
+    try:
+        import jsonschema
+    except ImportError as error:
+        raise ToolMissing("jsonschema") from error
+    buildspecs = [p for p in iter_files(root, (".yml", ".yaml"))
+                  if p.parent.name == "buildspecs" or p.stem.startswith("buildspec")]
+    if not buildspecs:
+        return []
+    schema_path = root / BUILDSPEC_SCHEMA
+    if not schema_path.is_file():
+        return [Finding(str(BUILDSPEC_SCHEMA), "buildspec-schema", "the buildspec schema is missing",
+                        "restore it with `copier update` or from the template")]
+    validator = jsonschema.Draft202012Validator(json.loads(schema_path.read_text(encoding="utf-8")))
+    findings = []
+    for path in buildspecs:
+        rel = str(path.relative_to(root))
+        try:
+            document = load_yaml(path)
+        except yaml.YAMLError:
+            continue  # reported by check_parse
+        for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+            findings.append(Finding(rel, "buildspec-schema", f"at {where}: {error.message}",
+                                    "follow the CodeBuild buildspec 0.2 reference "
+                                    "(https://docs.aws.amazon.com/codebuild/latest/userguide/"
+                                    "build-spec-ref.html)"))
+    return findings
+
+
+def _first_kms_key(bucket: dict) -> Any:
+    rules = (bucket.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration") or []
+    for rule in rules:
+        default = rule.get("ServerSideEncryptionByDefault") or {}
+        if str(default.get("SSEAlgorithm", "")).startswith("aws:kms") and default.get("KMSMasterKeyID"):
+            return default["KMSMasterKeyID"]
+    return None
+
+
+def _denies_insecure_transport(policy_document: Any) -> bool:
+    statements = (policy_document or {}).get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        condition = json.dumps(statement.get("Condition", {}))
+        if statement.get("Effect") == "Deny" and "aws:SecureTransport" in condition and "false" in condition.lower():
+            return True
+    return False
+
+
+def _refers_to(value: Any, logical_id: str) -> bool:
+    return logical_id in json.dumps(value)
+
+
+# What "encrypted at rest" means per resource type: the property that must name a KMS key.
+KMS_PROPERTIES = {
+    "AWS::SNS::Topic": "KmsMasterKeyId",
+    "AWS::SageMaker::EndpointConfig": "KmsKeyId",
+    "AWS::CodeBuild::Project": "EncryptionKey",
+    "AWS::Logs::LogGroup": "KmsKeyId",
+    "AWS::SQS::Queue": "KmsMasterKeyId",
+}
+
+
+def check_encryption(root: Path) -> list[Finding]:
+    findings = []
+    for path, template in cloudformation_templates(root):
+        rel = str(path.relative_to(root))
+        resources = template["Resources"]
+        policies = [r.get("Properties", {}) for r in resources.values()
+                    if r.get("Type") == "AWS::S3::BucketPolicy"]
+        for logical_id, resource in resources.items():
+            kind, props = resource.get("Type"), resource.get("Properties") or {}
+            where = f"{logical_id} ({kind})"
+            if kind == "AWS::S3::Bucket":
+                if not _first_kms_key(props):
+                    findings.append(Finding(rel, "encryption-at-rest", f"{where} is not encrypted with KMS",
+                                            "set BucketEncryption: SSEAlgorithm aws:kms with KMSMasterKeyID "
+                                            "pointing at the project key"))
+                if not any(_refers_to(p.get("Bucket"), logical_id) and _denies_insecure_transport(p.get("PolicyDocument"))
+                           for p in policies):
+                    findings.append(Finding(rel, "encryption-in-transit", f"{where} accepts plain HTTP requests",
+                                            "add an AWS::S3::BucketPolicy statement that denies s3:* when "
+                                            "aws:SecureTransport is false"))
+            elif kind == "AWS::KMS::Key" and props.get("EnableKeyRotation") is not True:
+                findings.append(Finding(rel, "key-rotation", f"{where} does not rotate",
+                                        "set EnableKeyRotation: true"))
+            elif kind in KMS_PROPERTIES and not props.get(KMS_PROPERTIES[kind]):
+                findings.append(Finding(rel, "encryption-at-rest", f"{where} has no {KMS_PROPERTIES[kind]}",
+                                        f"set {KMS_PROPERTIES[kind]} to the project KMS key"))
+    return findings
+
+
+def _taggable_types() -> Callable[[str], bool]:
+    try:
+        from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+    except ImportError as error:
+        raise ToolMissing("cfn-lint") from error
+
+    def taggable(resource_type: str) -> bool:
+        try:
+            schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", resource_type).schema
+        except Exception:  # noqa: BLE001 - unknown types are cfn-lint's E3006 to report
+            return False
+        return "Tags" in schema.get("properties", {}) and schema.get("tagging", {}).get("taggable", True)
+
+    return taggable
+
+
+def _project_tag(tags: Any) -> Any:
+    if isinstance(tags, dict):  # the map form some resource types use
+        return tags.get(PROJECT_TAG_KEY)
+    for tag in tags or []:
+        if isinstance(tag, dict) and tag.get("Key") == PROJECT_TAG_KEY:
+            return tag.get("Value")
+    return None
+
+
+def check_project_tags(root: Path) -> list[Finding]:
+    taggable = _taggable_types()
+    project_name = read_answers(root).get("project_name")
+    accepted = [{"Ref": "ProjectName"}] + ([project_name] if project_name else [])
+    findings = []
+    for path, template in cloudformation_templates(root):
+        rel = str(path.relative_to(root))
+        for logical_id, resource in template["Resources"].items():
+            kind = resource.get("Type", "")
+            if not taggable(kind):
+                continue
+            value = _project_tag((resource.get("Properties") or {}).get("Tags"))
+            if value not in accepted:
+                findings.append(Finding(rel, "project-tag",
+                                        f"{logical_id} ({kind}) is not tagged {PROJECT_TAG_KEY}=<project name>",
+                                        f"add Tags: [{{Key: {PROJECT_TAG_KEY}, Value: !Ref ProjectName}}]"))
+    return findings
+
+
+class _Unbounded(Exception):
+    """A name depends on a value whose length the template does not bound."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _parameter_length(parameters: dict, name: str) -> int:
+    if name in PSEUDO_PARAMETER_LENGTHS:
+        return PSEUDO_PARAMETER_LENGTHS[name]
+    spec = parameters.get(name)
+    if spec is None:
+        raise _Unbounded(f"refers to resource {name}, whose name CloudFormation generates")
+    if spec.get("AllowedValues"):
+        return max(len(str(v)) for v in spec["AllowedValues"])
+    if "MaxLength" in spec:
+        return int(spec["MaxLength"])
+    raise _Unbounded(f"uses parameter {name}, which has no MaxLength or AllowedValues")
+
+
+def _worst_case_length(value: Any, parameters: dict) -> int:
+    """Longest string `value` can resolve to when every parameter takes its longest value."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (int, float)):
+        return len(str(value))
+    if isinstance(value, dict) and len(value) == 1:
+        (function, argument), = value.items()
+        if function == "Ref":
+            return _parameter_length(parameters, argument)
+        if function == "Fn::Sub":
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            total = len(re.sub(r"\$\{[^}!]+\}", "", text))
+            for variable in re.findall(r"\$\{([^}!]+)\}", text):
+                total += (_worst_case_length(variables[variable], parameters) if variable in variables
+                          else _parameter_length(parameters, variable))
+            return total
+        if function == "Fn::Join":
+            delimiter, parts = argument
+            return len(delimiter) * max(len(parts) - 1, 0) + sum(
+                _worst_case_length(part, parameters) for part in parts)
+        if function == "Fn::If":
+            return max(_worst_case_length(branch, parameters) for branch in argument[1:])
+    raise _Unbounded(f"is built with {json.dumps(value)[:80]}, whose length cannot be bounded")
+
+
+def check_name_lengths(root: Path) -> list[Finding]:
+    findings = []
+    for path, template in cloudformation_templates(root):
+        rel = str(path.relative_to(root))
+        parameters = template.get("Parameters") or {}
+        for logical_id, resource in template["Resources"].items():
+            kind = resource.get("Type")
+            if kind not in NAME_LIMITS:
+                continue
+            prop, limit = NAME_LIMITS[kind]
+            name = (resource.get("Properties") or {}).get(prop)
+            if name is None:
+                continue  # CloudFormation generates a name that fits
+            where = f"{logical_id} ({kind}) {prop}"
+            try:
+                length = _worst_case_length(name, parameters)
+            except _Unbounded as unbounded:
+                findings.append(Finding(rel, "name-length", f"{where} {unbounded.reason}",
+                                        "bound every parameter used in the name with MaxLength "
+                                        "or AllowedValues, or let CloudFormation generate the name"))
+                continue
+            if length > limit:
+                findings.append(Finding(rel, "name-length",
+                                        f"{where} can be {length} characters; AWS allows {limit}",
+                                        "shorten the fixed part of the name or drop a component; the "
+                                        "project name alone can be 32 characters"))
+    return findings
+
+
+CHECKS: dict[str, Callable[[Path], list[Finding]]] = {
+    "YAML/JSON parse": check_parse,
+    "no leftover Jinja": check_leftover_jinja,
+    "Python compiles": check_python_compiles,
+    "cfn-lint": check_cfn_lint,
+    "buildspec schema": check_buildspecs,
+    "encryption": check_encryption,
+    "project tags": check_project_tags,
+    "name lengths": check_name_lengths,
+}
+
+
+def validate(root: Path) -> tuple[list[Finding], list[str]]:
+    """Run every check; return the findings and a message per skipped check."""
+    findings, skipped = [], []
+    for title, check in CHECKS.items():
+        try:
+            findings.extend(check(root))
+        except ToolMissing as missing:
+            skipped.append(f"skipped check '{title}': {missing.tool} is not installed for {sys.executable}. "
+                           f"Install it with: {sys.executable} -m pip install '{TOOL_PINS[missing.tool]}' "
+                           f"(pipx users: pipx inject copier '{TOOL_PINS[missing.tool]}')")
+    return findings, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="folder of the generated repository")
+    root = parser.parse_args(argv).root.resolve()
+    findings, skipped = validate(root)
+    for message in skipped:
+        print(message, file=sys.stderr)
+    if findings:
+        print(f"The generated repository in {root} has {len(findings)} problem(s):", file=sys.stderr)
+        for finding in findings:
+            print(f"  {finding}", file=sys.stderr)
+        return 1
+    print(f"Generated repository checks passed ({len(CHECKS) - len(skipped)} of {len(CHECKS)} run).",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
