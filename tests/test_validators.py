@@ -11,7 +11,7 @@ from pathlib import Path
 import copier
 import pytest
 import yaml
-from conftest import TEMPLATE_ROOT, VARIANTS, offline_env, preset
+from support import TEMPLATE_ROOT, VARIANTS, offline_env, preset
 
 BAD_ANSWERS = [
     ("org_size", "large", "'large' is not in ['small']"),

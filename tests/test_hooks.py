@@ -1,0 +1,195 @@
+"""The generation hook passes the rendered project and fails, precisely, on each broken output."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import validate
+from support import TEMPLATE_ROOT
+
+HOOK = TEMPLATE_ROOT / "hooks" / "validate.py"
+
+
+def run_hook(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(HOOK), str(project)], capture_output=True, text=True)
+
+
+def rewrite_template(project: Path, relative: str, change: Callable[[dict], None]) -> None:
+    """Apply `change` to a CloudFormation template and write it back as JSON (valid YAML too)."""
+    path = project / relative
+    document = validate.load_yaml(path)
+    change(document)
+    path.write_text(json.dumps(document, indent=1), encoding="utf-8")
+
+
+def first_resource(document: dict, resource_type: str) -> dict:
+    return next(r for r in document["Resources"].values() if r["Type"] == resource_type)
+
+
+def rules(findings: list[validate.Finding]) -> set[str]:
+    return {f.rule for f in findings}
+
+
+def test_rendered_project_passes_every_check_without_skips(small_project: Path) -> None:
+    findings, skipped = validate.validate(small_project)
+    assert findings == []
+    assert skipped == []
+
+
+def test_hook_exit_status_and_report_name_the_file_rule_and_fix(project_copy: Path) -> None:
+    (project_copy / "README.md").write_text("Welcome to {{ project_name }}\n", encoding="utf-8")
+    result = run_hook(project_copy)
+    assert result.returncode == 1
+    assert "README.md:1: [leftover-jinja] unrendered Jinja '{{ project_name }}'" in result.stderr
+    assert "fix: give the template file the .jinja suffix" in result.stderr
+
+
+def test_hook_succeeds_on_clean_project(small_project: Path) -> None:
+    result = run_hook(small_project)
+    assert result.returncode == 0, result.stderr
+    assert "checks passed (8 of 8 run)" in result.stderr
+
+
+def test_broken_yaml_is_reported(project_copy: Path) -> None:
+    (project_copy / "buildspecs" / "build.yml").write_text("version: 0.2\nphases: [unclosed\n")
+    findings = validate.check_parse(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [("buildspecs/build.yml", "parse")]
+
+
+def test_broken_json_is_reported(project_copy: Path) -> None:
+    (project_copy / "schemas" / "buildspec.schema.json").write_text('{"type": "object",}')
+    findings = validate.check_parse(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [("schemas/buildspec.schema.json", "parse")]
+
+
+def test_unrendered_file_name_is_reported(project_copy: Path) -> None:
+    (project_copy / "config" / "extra.yml.jinja").write_text("a: 1\n")
+    findings = validate.check_leftover_jinja(project_copy)
+    assert [f.path for f in findings] == ["config/extra.yml.jinja"]
+
+
+def test_python_syntax_error_is_reported_with_line(project_copy: Path) -> None:
+    cli = project_copy / "src" / "ml_pipeline" / "cli.py"
+    cli.write_text(cli.read_text() + "\ndef broken(:\n")
+    findings = validate.check_python_compiles(project_copy)
+    assert len(findings) == 1
+    assert findings[0].path.startswith("src/ml_pipeline/cli.py:")
+    assert findings[0].rule == "python-compile"
+
+
+def test_cfn_lint_error_is_reported(project_copy: Path) -> None:
+    rewrite_template(project_copy, "infra/endpoint.yml",
+                     lambda t: first_resource(t, "AWS::SageMaker::Endpoint")["Properties"]
+                     .update(NotAProperty="x"))
+    findings = validate.check_cfn_lint(project_copy)
+    assert any(f.rule == "cfn-lint E3002" and f.path.startswith("infra/endpoint.yml:")
+               and "NotAProperty" in f.message for f in findings)
+
+
+def test_buildspec_typo_is_reported(project_copy: Path) -> None:
+    path = project_copy / "buildspecs" / "build.yml"
+    path.write_text(path.read_text().replace("phases:", "phase:", 1))
+    findings = validate.check_buildspecs(project_copy)
+    assert findings and {f.path for f in findings} == {"buildspecs/build.yml"}
+    assert any("phase" in f.message for f in findings)
+
+
+def test_missing_buildspec_schema_is_reported(project_copy: Path) -> None:
+    (project_copy / "schemas" / "buildspec.schema.json").unlink()
+    assert rules(validate.check_buildspecs(project_copy)) == {"buildspec-schema"}
+
+
+def test_unencrypted_bucket_is_reported(project_copy: Path) -> None:
+    rewrite_template(project_copy, "infra/toolchain.yml",
+                     lambda t: first_resource(t, "AWS::S3::Bucket")["Properties"].pop("BucketEncryption"))
+    assert rules(validate.check_encryption(project_copy)) == {"encryption-at-rest"}
+
+
+def test_bucket_without_tls_only_policy_is_reported(project_copy: Path) -> None:
+    def drop_policies(template: dict) -> None:
+        for logical_id in [k for k, r in template["Resources"].items()
+                           if r["Type"] == "AWS::S3::BucketPolicy"]:
+            del template["Resources"][logical_id]
+
+    rewrite_template(project_copy, "infra/toolchain.yml", drop_policies)
+    assert rules(validate.check_encryption(project_copy)) == {"encryption-in-transit"}
+
+
+def test_key_without_rotation_is_reported(project_copy: Path) -> None:
+    rewrite_template(project_copy, "infra/toolchain.yml",
+                     lambda t: first_resource(t, "AWS::KMS::Key")["Properties"]
+                     .update(EnableKeyRotation=False))
+    assert rules(validate.check_encryption(project_copy)) == {"key-rotation"}
+
+
+@pytest.mark.parametrize(("relative", "resource_type", "prop"), [
+    ("infra/toolchain.yml", "AWS::SNS::Topic", "KmsMasterKeyId"),
+    ("infra/endpoint.yml", "AWS::SageMaker::EndpointConfig", "KmsKeyId"),
+    ("infra/toolchain.yml", "AWS::CodeBuild::Project", "EncryptionKey"),
+])
+def test_resource_without_kms_key_is_reported(project_copy: Path, relative: str,
+                                              resource_type: str, prop: str) -> None:
+    rewrite_template(project_copy, relative,
+                     lambda t: first_resource(t, resource_type)["Properties"].pop(prop))
+    findings = validate.check_encryption(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [(relative, "encryption-at-rest")]
+    assert resource_type in findings[0].message
+
+
+def test_untagged_resource_is_reported(project_copy: Path) -> None:
+    rewrite_template(project_copy, "infra/endpoint.yml",
+                     lambda t: first_resource(t, "AWS::SageMaker::Endpoint")["Properties"].pop("Tags"))
+    findings = validate.check_project_tags(project_copy)
+    assert len(findings) == 1
+    assert "AWS::SageMaker::Endpoint" in findings[0].message
+
+
+def test_name_too_long_for_longest_project_name_is_reported(project_copy: Path) -> None:
+    rewrite_template(project_copy, "infra/endpoint.yml",
+                     lambda t: first_resource(t, "AWS::SageMaker::Endpoint")["Properties"]
+                     .update(EndpointName={"Fn::Sub": "${ProjectName}-${Stage}-endpoint-for-real-time"}))
+    findings = validate.check_name_lengths(project_copy)
+    assert len(findings) == 1
+    assert "EndpointName can be" in findings[0].message and "AWS allows 63" in findings[0].message
+
+
+def test_name_from_unbounded_parameter_is_reported(project_copy: Path) -> None:
+    rewrite_template(project_copy, "infra/endpoint.yml",
+                     lambda t: t["Parameters"]["ProjectName"].pop("MaxLength"))
+    findings = validate.check_name_lengths(project_copy)
+    assert findings and all("ProjectName, which has no MaxLength" in f.message for f in findings)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ({"Fn::Sub": "${ProjectName}-${AWS::Region}"}, 32 + 1 + 14),
+    ({"Fn::Join": ["-", [{"Ref": "ProjectName"}, "prod"]]}, 32 + 1 + 4),
+    ({"Fn::Sub": ["${Name}-x", {"Name": {"Ref": "Stage"}}]}, len("staging") + 2),
+    ({"Fn::If": ["IsProd", "short", {"Fn::Sub": "${ProjectName}-long"}]}, 32 + 5),
+])
+def test_worst_case_name_length(name: dict, expected: int) -> None:
+    parameters = {"ProjectName": {"Type": "String", "MaxLength": 32},
+                  "Stage": {"Type": "String", "AllowedValues": ["staging", "prod"]}}
+    assert validate._worst_case_length(name, parameters) == expected
+
+
+def test_missing_tool_is_reported_as_skipped_with_install_command(
+        small_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_cfnlint(name: str, *args, **kwargs):
+        if name.startswith("cfnlint"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cfnlint)
+    findings, skipped = validate.validate(small_project)
+    assert findings == []
+    assert len(skipped) == 2  # cfn-lint itself, and the tag check that reads its schemas
+    assert all("-m pip install 'cfn-lint==" in message for message in skipped)
+    assert any("skipped check 'cfn-lint'" in message for message in skipped)

@@ -1,0 +1,69 @@
+"""Every answer combination that changes files renders a repository that is lint- and policy-clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import validate
+import yaml
+from support import VARIANTS
+
+# Answer sets beyond the preset that change which files or resources are rendered: the other
+# problem type, the CodeCommit opt-in, and the longest project name with an existing connection.
+LONGEST_NAME = "a" + "-b" * 15 + "c"
+COMBINATIONS = {
+    "binary-codecommit": {"problem_type": "binary_classification", "git_provider": "codecommit",
+                          "repository_id": "fraud-model"},
+    "longest-name-gitlab": {"project_name": LONGEST_NAME, "git_provider": "gitlab",
+                            "repository_id": "group/sub/" + LONGEST_NAME,
+                            "codeconnections_arn": "arn:aws:codeconnections:eu-west-1:123456789012:"
+                                                   "connection/0123abcd-0123-4567-89ab-0123456789ab"},
+}
+
+
+def checkov(project: Path) -> subprocess.CompletedProcess:
+    executable = Path(sys.executable).with_name("checkov")
+    return subprocess.run([str(executable), "--directory", str(project / "infra"), "--framework",
+                           "cloudformation", "--skip-download", "--quiet", "--compact"],
+                          capture_output=True, text=True)
+
+
+def test_readme_command_renders_the_small_preset(template_snapshot: Path, tmp_path: Path) -> None:
+    """The README's generate command, run as a user would (CLI, --data-file, hooks on)."""
+    destination = tmp_path / "demand-forecast"
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
+         "--data-file", str(VARIANTS / "small.yml"), str(template_snapshot), str(destination)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "Generated repository checks passed (8 of 8 run)" in result.stderr
+    answers = yaml.safe_load((destination / ".copier-answers.yml").read_text())
+    assert answers["_src_path"] == str(template_snapshot)
+    assert answers["org_size"] == "small" and answers["project_name"] == "demand-forecast"
+    assert (destination / "data" / "diabetes.csv").is_file()
+    assert not (destination / "data" / "breast_cancer.csv").exists()
+
+
+def test_small_preset_is_checkov_clean(small_project: Path) -> None:
+    result = checkov(small_project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", COMBINATIONS)
+def test_combination_renders_clean(render, name: str) -> None:
+    project = render("small", **COMBINATIONS[name])  # hooks run: cfn-lint, schema, invariants
+    assert validate.validate(project) == ([], [])
+    result = checkov(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_codecommit_opt_in_creates_the_repository_instead_of_a_connection(render) -> None:
+    project = render("small", skip_tasks=True, **COMBINATIONS["binary-codecommit"])
+    types = {r["Type"] for r in validate.load_yaml(project / "infra" / "toolchain.yml")["Resources"].values()}
+    assert "AWS::CodeCommit::Repository" in types
+    assert "AWS::CodeConnections::Connection" not in types
+    assert (project / "data" / "breast_cancer.csv").is_file()
+    assert not (project / "data" / "diabetes.csv").exists()
