@@ -30,7 +30,15 @@ TOOL_PINS = {"cfn-lint": "cfn-lint==1.58.0", "jsonschema": "jsonschema==4.26.0"}
 PROJECT_TAG_KEY = "Project"
 BUILDSPEC_SCHEMA = Path("schemas/buildspec.schema.json")
 SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".ruff_cache", ".pytest_cache"}
-JINJA_MARKERS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+# Jinja as our templates write it: `{{ name ... }}`, `{% keyword ... %}`, `{# ... #}`. Narrower than
+# "any braces" so that plain files may hold f-strings such as f"#{{{namespace}.{name}}}".
+JINJA_MARKERS = re.compile(
+    r"(?<!\{)\{\{-?\s*[A-Za-z_][^{}]*\}\}"
+    r"|\{%-?\s*(?:if|elif|else|endif|for|endfor|set|endset|raw|endraw|macro|endmacro|call|endcall"
+    r"|include|import|from|with|endwith|filter|endfilter|block|endblock)\b.*?%\}"
+    r"|\{#.*?#\}",
+    re.DOTALL,
+)
 
 # Worst-case lengths of CloudFormation pseudo parameters when they appear in a resource name.
 PSEUDO_PARAMETER_LENGTHS = {

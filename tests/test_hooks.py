@@ -153,7 +153,7 @@ def test_untagged_resource_is_reported(project_copy: Path) -> None:
 def test_name_too_long_for_longest_project_name_is_reported(project_copy: Path) -> None:
     rewrite_template(project_copy, "infra/endpoint.yml",
                      lambda t: first_resource(t, "AWS::SageMaker::Endpoint")["Properties"]
-                     .update(EndpointName={"Fn::Sub": "${ProjectName}-${Stage}-endpoint-for-real-time"}))
+                     .update(EndpointName={"Fn::Sub": "${ProjectName}-${Stage}-endpoint-for-real-time-use"}))
     findings = validate.check_name_lengths(project_copy)
     assert len(findings) == 1
     assert "EndpointName can be" in findings[0].message and "AWS allows 63" in findings[0].message
