@@ -7,6 +7,7 @@ from pathlib import Path
 
 import copier
 import pytest
+from copier.errors import TaskError
 import yaml
 from support import git, preset
 
@@ -61,10 +62,12 @@ def test_update_keeps_user_edits_and_brings_template_change(versioned_template: 
     assert leftovers == []
 
 
-def test_update_runs_the_hooks_on_the_result(versioned_template: Path, tmp_path: Path) -> None:
+def test_update_runs_the_hooks_on_the_result(versioned_template: Path, tmp_path: Path,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
     project = tmp_path / "project"
     generate(versioned_template, project)
-    release(versioned_template, "infra/endpoint.yml", "\nOutputs: {Broken: {}}\n")
-    with pytest.raises(Exception, match="exit status 1"):
+    release(versioned_template, "README.md.jinja", "\nRendered from {{ '{{' }} project_name }}\n")
+    with pytest.raises(TaskError):
         copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
                           quiet=True)
+    assert "[leftover-jinja] unrendered Jinja '{{ project_name }}'" in capfd.readouterr().err
