@@ -14,6 +14,7 @@ No network access and no AWS calls.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import sys
@@ -29,6 +30,7 @@ TOOL_PINS = {"cfn-lint": "cfn-lint==1.58.0", "jsonschema": "jsonschema==4.26.0"}
 
 PROJECT_TAG_KEY = "Project"
 BUILDSPEC_SCHEMA = Path("schemas/buildspec.schema.json")
+BUILDSPEC_CHECKER = Path("scripts/check_buildspecs.py")
 SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".ruff_cache", ".pytest_cache"}
 # Jinja as our templates write it: `{{ name ... }}`, `{% keyword ... %}`, `{# ... #}`. Narrower than
 # "any braces" so that plain files may hold f-strings such as f"#{{{namespace}.{name}}}".
@@ -230,33 +232,29 @@ def check_cfn_lint(root: Path) -> list[Finding]:
 
 
 def check_buildspecs(root: Path) -> list[Finding]:
+    """Validate the buildspecs with the project's own checker, so the hook, the project's tests
+    and its pre-commit hook apply the same schema and give the same advice."""
     try:
-        import jsonschema
+        import jsonschema  # noqa: F401 - the project's checker needs it
     except ImportError as error:
         raise ToolMissing("jsonschema") from error
-    buildspecs = [p for p in iter_files(root, (".yml", ".yaml"))
-                  if p.parent.name == "buildspecs" or p.stem.startswith("buildspec")]
+    buildspecs = sorted((root / "buildspecs").glob("*.yml"))
     if not buildspecs:
         return []
-    schema_path = root / BUILDSPEC_SCHEMA
-    if not schema_path.is_file():
-        return [Finding(str(BUILDSPEC_SCHEMA), "buildspec-schema", "the buildspec schema is missing",
-                        "restore it with `copier update` or from the template")]
-    validator = jsonschema.Draft202012Validator(json.loads(schema_path.read_text(encoding="utf-8")))
-    findings = []
-    for path in buildspecs:
-        rel = str(path.relative_to(root))
-        try:
-            document = load_yaml(path)
-        except yaml.YAMLError:
-            continue  # reported by check_parse
-        for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
-            where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-            findings.append(Finding(rel, "buildspec-schema", f"at {where}: {error.message}",
-                                    "follow the CodeBuild buildspec 0.2 reference "
-                                    "(https://docs.aws.amazon.com/codebuild/latest/userguide/"
-                                    "build-spec-ref.html)"))
-    return findings
+    missing = [p for p in (BUILDSPEC_CHECKER, BUILDSPEC_SCHEMA) if not (root / p).is_file()]
+    if missing:
+        return [Finding(str(p), "buildspec-schema", "missing, so the buildspecs cannot be checked",
+                        "restore it from the template (copier update, or copier recopy)")
+                for p in missing]
+    spec = importlib.util.spec_from_file_location("check_buildspecs", root / BUILDSPEC_CHECKER)
+    checker = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = checker  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(checker)
+    validator = checker.load_validator(root / BUILDSPEC_SCHEMA)
+    return [Finding(violation.file, "buildspec-schema", f"at {violation.path}: {violation.message}",
+                    violation.fix)
+            for path in buildspecs
+            for violation in checker.check_file(path, validator, str(path.relative_to(root)))]
 
 
 def _first_kms_key(bucket: dict) -> Any:

@@ -97,12 +97,15 @@ def test_buildspec_typo_is_reported(project_copy: Path) -> None:
     path.write_text(path.read_text().replace("phases:", "phase:", 1))
     findings = validate.check_buildspecs(project_copy)
     assert findings and {f.path for f in findings} == {"buildspecs/build.yml"}
-    assert any("phase" in f.message for f in findings)
+    assert any("unknown key(s) 'phase'" in f.message and "rename 'phase' to 'phases'" in f.fix
+               for f in findings)
 
 
-def test_missing_buildspec_schema_is_reported(project_copy: Path) -> None:
-    (project_copy / "schemas" / "buildspec.schema.json").unlink()
-    assert rules(validate.check_buildspecs(project_copy)) == {"buildspec-schema"}
+@pytest.mark.parametrize("relative", ["schemas/buildspec.schema.json", "scripts/check_buildspecs.py"])
+def test_missing_buildspec_checker_is_reported(project_copy: Path, relative: str) -> None:
+    (project_copy / relative).unlink()
+    findings = validate.check_buildspecs(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [(relative, "buildspec-schema")]
 
 
 def test_unencrypted_bucket_is_reported(project_copy: Path) -> None:
