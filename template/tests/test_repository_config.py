@@ -1,0 +1,33 @@
+"""The repository's own tooling stays hermetic and in step with pyproject.toml."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)$")
+
+
+def _pins(requirements: list[str]) -> dict[str, str]:
+    pins = {}
+    for requirement in requirements:
+        match = PIN.match(requirement)
+        assert match, f"{requirement!r} is not pinned with =="
+        pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_pre_commit_hooks_are_local_and_pinned_like_the_dev_extra():
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev_pins = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert {repo["repo"] for repo in config["repos"]} == {"local"}
+    assert {hook["id"] for hook in hooks} >= {"ruff-check", "cfn-lint", "buildspec-schema", "yamllint"}
+    for hook in hooks:
+        for package, version in _pins(hook.get("additional_dependencies", [])).items():
+            assert dev_pins.get(package) == version, (
+                f"hook {hook['id']} pins {package}=={version}, pyproject.toml has {dev_pins.get(package)}"
+            )
