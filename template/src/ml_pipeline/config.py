@@ -12,6 +12,12 @@ DEFAULT_CONFIG_PATH = Path("config/pipeline.yml")
 PROBLEM_TYPES = ("regression", "binary_classification")
 STAGES = ("staging", "prod")
 OBJECTIVES = {"regression": "reg:squarederror", "binary_classification": "binary:logistic"}
+# Top-level key of evaluation.json per problem type. evaluate.py runs alone in its container
+# and keeps its own copy; a test checks the two agree.
+REPORT_SECTIONS = {
+    "regression": "regression_metrics",
+    "binary_classification": "binary_classification_metrics",
+}
 # Metrics written by evaluate.py, each with the direction that makes a model better.
 # A "maximum" threshold fails models above it, a "minimum" threshold models below it.
 GATE_METRICS = {
@@ -98,7 +104,11 @@ def _text_list(value: Any, name: str, allow_empty: bool) -> tuple[str, ...]:
 def _endpoint(raw: Any, stage: str) -> EndpointSettings:
     where = f"endpoints.{stage}"
     percentage = _get(raw, "data_capture_sampling_percentage", where)
-    if isinstance(percentage, bool) or not isinstance(percentage, int) or not 0 <= percentage <= 100:
+    if (
+        isinstance(percentage, bool)
+        or not isinstance(percentage, int)
+        or not 0 <= percentage <= 100
+    ):
         raise ConfigError(
             f"{where}.data_capture_sampling_percentage must be an integer from 0 to 100, "
             f"got {percentage!r}"
@@ -125,7 +135,9 @@ def parse_config(raw: Any, base_dir: Path) -> PipelineConfig:
     validation_fraction = _fraction(
         _get(split, "validation_fraction", "data.split"), "data.split.validation_fraction"
     )
-    test_fraction = _fraction(_get(split, "test_fraction", "data.split"), "data.split.test_fraction")
+    test_fraction = _fraction(
+        _get(split, "test_fraction", "data.split"), "data.split.test_fraction"
+    )
     if validation_fraction + test_fraction >= 1:
         raise ConfigError("data.split.validation_fraction + test_fraction must be below 1")
     seed = _get(split, "seed", "data.split")
@@ -189,12 +201,14 @@ def parse_config(raw: Any, base_dir: Path) -> PipelineConfig:
             "registry.transform_instance_types",
             allow_empty=False,
         ),
-        endpoints={stage: _endpoint(_get(endpoints, stage, "endpoints"), stage) for stage in STAGES},
+        endpoints={
+            stage: _endpoint(_get(endpoints, stage, "endpoints"), stage) for stage in STAGES
+        },
     )
 
 
 def load_config(path: Path = DEFAULT_CONFIG_PATH) -> PipelineConfig:
-    """Read the YAML file; paths inside it are relative to the repository root (its parent's parent)."""
+    """Read the YAML file; its paths are relative to the repository root, two levels up."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file {path} not found")

@@ -35,7 +35,9 @@ def load_booster(model_archive: Path) -> xgboost.Booster:
     """Load the booster from the training job's model.tar.gz without unpacking it to disk."""
     with tarfile.open(model_archive) as archive:
         # Archives packed from a directory name their members "./xgboost-model".
-        members = [m for m in archive.getmembers() if m.isfile() and Path(m.name).name == MODEL_FILE]
+        members = [
+            m for m in archive.getmembers() if m.isfile() and Path(m.name).name == MODEL_FILE
+        ]
         if not members:
             raise FileNotFoundError(f"no {MODEL_FILE} file in {model_archive}")
         raw = bytearray(archive.extractfile(members[0]).read())

@@ -19,6 +19,7 @@ from sagemaker.core.shapes import (
     ProcessingOutput,
     ProcessingS3Input,
     ProcessingS3Output,
+    Tag,
 )
 from sagemaker.core.training.configs import Compute, InputData, Networking, OutputDataConfig
 from sagemaker.core.workflow.conditions import (
@@ -38,8 +39,7 @@ from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, Training
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train import ModelTrainer
 
-from ml_pipeline.config import PipelineConfig
-from ml_pipeline.evaluate import REPORT_SECTIONS
+from ml_pipeline.config import REPORT_SECTIONS, PipelineConfig
 
 SCRIPTS_DIR = Path(__file__).parent
 PROCESSING_DIR = "/opt/ml/processing"
@@ -205,7 +205,7 @@ def get_pipeline(
             )
             for channel in ("train", "validation")
         ],
-        tags=tags,
+        tags=[Tag(key=tag["Key"], value=tag["Value"]) for tag in tags],
     )
     step_train = TrainingStep(name="Train", step_args=trainer.train(), cache_config=CACHE_CONFIG)
     model_data = step_train.properties.ModelArtifacts.S3ModelArtifacts
@@ -265,6 +265,10 @@ def get_pipeline(
         image_uri=xgboost_image,
         role_arn=role_arn,
         sagemaker_session=session,
+        # The default ({"auto": True}) switches on script mode, which sets SAGEMAKER_PROGRAM
+        # to "" in the model package; the XGBoost container then looks for a user module
+        # instead of serving the built-in algorithm.
+        dependencies=None,
     )
     step_register = ModelStep(
         name="RegisterModel",
@@ -323,4 +327,7 @@ def get_pipeline(
         ],
         steps=[step_preprocess, step_train, step_evaluate, step_gate],
         sagemaker_session=session,
+        # No SageMaker Experiments trial per execution: it would need extra IAM actions and
+        # create untagged resources.
+        pipeline_experiment_config=None,
     )

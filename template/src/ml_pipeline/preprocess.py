@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     train, validation, test = split_dataset(
         df, args.validation_fraction, args.test_fraction, args.seed
     )
-    logger.info(
-        "rows: train=%d validation=%d test=%d", len(train), len(validation), len(test)
-    )
+    logger.info("rows: train=%d validation=%d test=%d", len(train), len(validation), len(test))
     write_outputs(train, validation, test, args.base_dir)
 
 

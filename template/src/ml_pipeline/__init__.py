@@ -1,0 +1,1 @@
+"""SageMaker training pipeline, its processing scripts and the `ml-pipeline` command."""
