@@ -25,9 +25,11 @@ def test_pre_commit_hooks_are_local_and_pinned_like_the_dev_extra():
     dev_pins = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
     hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
     assert {repo["repo"] for repo in config["repos"]} == {"local"}
-    assert {hook["id"] for hook in hooks} >= {"ruff-check", "cfn-lint", "buildspec-schema", "yamllint"}
+    expected_hooks = {"ruff-check", "cfn-lint", "buildspec-schema", "yamllint"}
+    assert {hook["id"] for hook in hooks} >= expected_hooks
     for hook in hooks:
         for package, version in _pins(hook.get("additional_dependencies", [])).items():
-            assert dev_pins.get(package) == version, (
-                f"hook {hook['id']} pins {package}=={version}, pyproject.toml has {dev_pins.get(package)}"
+            pinned = dev_pins.get(package)
+            assert pinned == version, (
+                f"hook {hook['id']}: {package}=={version}, pyproject: {pinned}"
             )
