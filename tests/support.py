@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,9 +49,19 @@ def snapshot_template(destination: Path) -> Path:
 
 
 def project_dependencies(project: Path) -> list[str]:
+    """Requirements of `pip install -e '.[dev]'` without the project itself: its dependencies and
+    the dev extra, following the extra's references to the project's own extras."""
     metadata = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return sorted({*metadata.get("dependencies", []),
-                   *metadata.get("optional-dependencies", {}).get("dev", [])})
+    extras = metadata.get("optional-dependencies", {})
+    own_extra = re.compile(rf"^{re.escape(metadata['name'])}\[(.+)\]$")
+    requirements, pending = set(metadata.get("dependencies", [])), ["dev"]
+    while pending:
+        for requirement in extras.get(pending.pop(), []):
+            if match := own_extra.match(requirement):
+                pending.extend(name.strip() for name in match.group(1).split(","))
+            else:
+                requirements.add(requirement)
+    return sorted(requirements)
 
 
 def build_generated_venv(project: Path) -> Path:

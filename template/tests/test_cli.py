@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import boto3
 import pytest
@@ -104,6 +105,14 @@ def test_run_pipeline_names_the_missing_setting(aws, monkeypatch, capsys, variab
     assert f"missing {option}" in err
     assert variable in err
     assert aws.list_pipelines()["PipelineSummaries"] == []
+
+
+@ONE_PROBLEM_TYPE
+def test_run_pipeline_without_the_sdk_says_which_extra_to_install(aws, monkeypatch, capsys):
+    # The deploy and smoke-test jobs install the base package only, without the SDK.
+    monkeypatch.setitem(sys.modules, "ml_pipeline.pipeline", None)
+    assert cli.main(["run-pipeline"]) == 1
+    assert "pip install -e '.[pipeline]'" in capsys.readouterr().err
 
 
 def test_wait_reports_a_failed_execution():

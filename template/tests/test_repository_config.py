@@ -22,7 +22,14 @@ def _pins(requirements: list[str]) -> dict[str, str]:
 def test_pre_commit_hooks_are_local_and_pinned_like_the_dev_extra():
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    dev_pins = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    self_reference = f"{project['name']}[pipeline]"
+    assert self_reference in extras["dev"], "dev installs the pipeline extra"
+    dev_pins = _pins(
+        project["dependencies"]
+        + extras["pipeline"]
+        + [r for r in extras["dev"] if r != self_reference]
+    )
     hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
     assert {repo["repo"] for repo in config["repos"]} == {"local"}
     expected_hooks = {"ruff-check", "cfn-lint", "buildspec-schema", "yamllint"}

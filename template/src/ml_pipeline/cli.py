@@ -85,8 +85,15 @@ def run_pipeline(args: argparse.Namespace) -> None:
     # The toolchain stack owns the pipeline role; checking it from here would need
     # iam:SimulatePrincipalPolicy for the caller, and SageMaker checks it at run time anyway.
     os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
-    # Imported here: the SageMaker SDK takes seconds to import and the other commands skip it.
-    from ml_pipeline.pipeline import get_pipeline, input_data_key
+    # Imported here: the SageMaker SDK is the optional `pipeline` extra (about 700 MB), which the
+    # deploy and smoke-test jobs do not install.
+    try:
+        from ml_pipeline.pipeline import get_pipeline, input_data_key
+    except ModuleNotFoundError as error:
+        raise CliError(
+            f"run-pipeline needs the SageMaker SDK ({error.name} is missing): "
+            "pip install -e '.[pipeline]'"
+        ) from error
 
     input_uri = upload_sample_data(config, bucket, input_data_key(config), kms_key_arn, region)
     print(f"uploaded {config.sample_data_path} to {input_uri}")
