@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from support import offline_env
+from support import CACHE_DIR, git, offline_env
 
 
 def run(python: Path, project: Path, *command: str) -> subprocess.CompletedProcess:
@@ -49,3 +50,20 @@ def test_generated_suite_fails_when_generated_code_is_broken(small_project: Path
     evaluate.write_text(evaluate.read_text().replace("regression_metrics", "regresion_metrics"))
     result = run(generated_python, project, "pytest", "-q", "-p", "no:cacheprovider", "-x")
     assert result.returncode == 1, result.stdout[-3000:]
+
+
+def test_pre_commit_hooks_are_hermetic_and_pass(small_project: Path, tmp_path: Path,
+                                                generated_python: Path) -> None:
+    """`pre-commit run` builds every hook from PyPI alone (local hooks, no hook repositories to
+    clone) and the freshly generated project passes all of them."""
+    project = tmp_path / "project"
+    shutil.copytree(small_project, project)
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    env = {**offline_env(generated_python), "PRE_COMMIT_HOME": str(CACHE_DIR / "pre-commit")}
+    result = subprocess.run([str(generated_python), "-m", "pre_commit", "run", "--all-files"],
+                            cwd=project, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for hook in ("ruff check", "ruff format", "cfn-lint (CloudFormation)",
+                 "buildspec schema (CodeBuild 0.2)", "yamllint"):
+        assert re.search(rf"^{re.escape(hook)}\.+Passed$", result.stdout, re.MULTILINE), result.stdout

@@ -67,3 +67,16 @@ def test_codecommit_opt_in_creates_the_repository_instead_of_a_connection(render
     assert "AWS::CodeConnections::Connection" not in types
     assert (project / "data" / "breast_cancer.csv").is_file()
     assert not (project / "data" / "diabetes.csv").exists()
+
+
+def test_every_policy_check_skip_carries_a_reason(small_project: Path) -> None:
+    """A checkov suppression without a written reason hides a decision nobody can review."""
+    skips = []
+    for template in sorted((small_project / "infra").glob("*.yml")):
+        for logical_id, resource in validate.load_yaml(template)["Resources"].items():
+            metadata = resource.get("Metadata") or {}
+            for skip in (metadata.get("checkov") or {}).get("skip", []):
+                skips.append((template.name, logical_id, skip["id"], skip.get("comment", "")))
+    assert skips, "the access-log bucket's logging skip is expected"
+    for template_name, logical_id, check, comment in skips:
+        assert len(comment.split()) >= 8, f"{template_name} {logical_id}: {check} has no written reason"
