@@ -3,20 +3,33 @@
 Templates are read with cfn-lint's decoder, which turns short-form intrinsics (!Ref, !Sub, ...)
 into their long form. `resolve` then evaluates the intrinsics these templates use with the
 parameter defaults (the Copier answers), so assertions compare plain strings.
+
+The IAM tests evaluate each role's statements against the calls that role makes at run time:
+the calls `ml-pipeline` sends (recorded against moto, denied where the role's policy does not
+allow them) and the calls SageMaker makes for the steps of the pipeline definition.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import boto3
+import botocore.session
 import pytest
 import yaml
+from botocore.awsrequest import AWSResponse
 from cfnlint.api import ManualArgs, lint_file
 from cfnlint.decode import decode
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+from moto import mock_aws
+
+from ml_pipeline import cli
+from ml_pipeline.config import STAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA = REPO_ROOT / "infra"
@@ -313,6 +326,508 @@ def test_sagemaker_pipeline_role_passes_only_itself(toolchain: dict) -> None:
     assert policy["Roles"] == [{"Ref": "SageMakerPipelineRole"}]
     passes = [s for s in policy["PolicyDocument"]["Statement"] if "iam:PassRole" in s["Action"]]
     assert [s["Resource"] for s in passes] == [{"Fn::GetAtt": ["SageMakerPipelineRole", "Arn"]}]
+
+
+# --- toolchain: IAM at run time ---------------------------------------------------------------
+#
+# A role's statements are evaluated as IAM evaluates what these policies use: Allow statements,
+# `*`/`?` wildcards in actions (any case) and resources (exact case), and the condition operators
+# in CONDITION_OPERATORS; a condition key absent from the request fails its condition.
+
+BUCKET = "artifact-bucket"
+EXECUTION_ID = "a1b2c3d4e5f6"
+PASSED_TO_SAGEMAKER = (("iam:PassedToService", "sagemaker.amazonaws.com"),)
+GRANT_FOR_AWS_RESOURCE = (("kms:GrantIsForAWSResource", "true"),)
+ECR_PULL = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+
+
+def kms_key_arn() -> str:
+    return f"arn:{PARTITION}:kms:{region()}:{ACCOUNT}:key/0a1b2c3d-0000-4000-8000-000000000000"
+
+
+def role_arn(logical_id: str) -> str:
+    return f"arn:{PARTITION}:iam::{ACCOUNT}:role/{logical_id}"
+
+
+def sagemaker_arn(resource: str) -> str:
+    # SageMaker authorises against the lower-case form of its resource names.
+    return f"arn:{PARTITION}:sagemaker:{region()}:{ACCOUNT}:{resource.lower()}"
+
+
+def s3_object(uri: str) -> str:
+    return f"arn:{PARTITION}:s3:::{uri.removeprefix('s3://')}"
+
+
+def s3_bucket(uri: str) -> str:
+    return f"arn:{PARTITION}:s3:::{uri.removeprefix('s3://').split('/')[0]}"
+
+
+def ecr_repository(image_uri: str) -> str:
+    registry, _, repository = image_uri.partition("/")
+    account, _, _, image_region = registry.split(".")[:4]
+    return f"arn:{PARTITION}:ecr:{image_region}:{account}:repository/{repository.split(':')[0]}"
+
+
+@dataclass(frozen=True)
+class Need:
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+
+
+def _like(pattern: str, value: str, ignore_case: bool = False) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
+
+
+CONDITION_OPERATORS = {
+    "StringEquals": lambda expected, actual: expected == actual,
+    "StringLike": _like,
+    "ArnEquals": _like,
+    "ArnLike": _like,
+    "Bool": lambda expected, actual: str(expected).lower() == str(actual).lower(),
+}
+
+
+@dataclass
+class Role:
+    logical_id: str
+    statements: list[dict]
+
+    def _grants(self, statement: dict, need: Need) -> bool:
+        context = dict(need.context)
+        return (
+            any(_like(a, need.action, ignore_case=True) for a in as_list(statement["Action"]))
+            and any(_like(r, need.resource) for r in as_list(statement["Resource"]))
+            and all(
+                key in context
+                and any(CONDITION_OPERATORS[op](e, context[key]) for e in as_list(expected))
+                for op, keys in statement.get("Condition", {}).items()
+                for key, expected in keys.items()
+            )
+        )
+
+    def allows(self, need: Need) -> bool:
+        return any(s["Effect"] == "Allow" and self._grants(s, need) for s in self.statements)
+
+    def missing(self, needs: list[Need]) -> list[Need]:
+        return [n for n in dict.fromkeys(needs) if not self.allows(n)]
+
+
+def _stand_in(value: Any, stand_ins: dict[str, str]) -> Any:
+    if isinstance(value, list):
+        return [_stand_in(v, stand_ins) for v in value]
+    if isinstance(value, dict):
+        return {k: _stand_in(v, stand_ins) for k, v in value.items()}
+    if isinstance(value, str):
+        for placeholder, concrete in stand_ins.items():
+            value = value.replace(placeholder, concrete)
+    return value
+
+
+def role_policy(template: dict, role: str, project: str) -> Role:
+    """The statements attached to `role`, for a stack deployed with ProjectName=project."""
+    documents = [
+        resource["Properties"]["PolicyDocument"]
+        for resource in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in resource["Properties"]["Roles"]
+    ]
+    documents += [
+        p["PolicyDocument"] for p in template["Resources"][role]["Properties"].get("Policies", [])
+    ]
+    variables = {"ProjectName": project, "ProjectNameLower": project.lower()}
+    statements = resolve([s for d in documents for s in d["Statement"]], template, variables)
+    stand_ins = {
+        "<ArtifactBucket.Arn>": f"arn:{PARTITION}:s3:::{BUCKET}",
+        "<ProjectKey.Arn>": kms_key_arn(),
+        **{f"<{r}.Arn>": role_arn(r) for r in resources(template, "AWS::IAM::Role")},
+    }
+    return Role(role, _stand_in(statements, stand_ins))
+
+
+def needs_of_call(service: str, operation: str, params: dict) -> list[Need]:
+    """What IAM checks when a client sends `operation` with `params`."""
+    if service == "s3":
+        bucket = f"arn:{PARTITION}:s3:::{params.get('Bucket', '')}"
+        key = f"{bucket}/{params.get('Key', '')}"
+        if operation in ("PutObject", "CreateMultipartUpload", "UploadPart"):
+            encryption_key = params.get("SSEKMSKeyId", kms_key_arn())
+            return [Need("s3:PutObject", key), Need("kms:GenerateDataKey", encryption_key)]
+        if operation in ("GetObject", "HeadObject"):
+            return [Need("s3:GetObject", key), Need("kms:Decrypt", kms_key_arn())]
+        if operation == "ListBuckets":
+            return [Need("s3:ListAllMyBuckets", "*")]
+        if operation in ("HeadBucket", "ListObjects", "ListObjectsV2"):
+            return [Need("s3:ListBucket", bucket)]
+    if service == "sagemaker":
+        if operation in ("CreatePipeline", "UpdatePipeline", "StartPipelineExecution"):
+            pipeline = sagemaker_arn(f"pipeline/{params['PipelineName']}")
+            needs = [Need(f"sagemaker:{operation}", pipeline)]
+            if params.get("Tags"):
+                needs.append(Need("sagemaker:AddTags", pipeline))
+            if "RoleArn" in params:
+                needs.append(Need("iam:PassRole", params["RoleArn"], PASSED_TO_SAGEMAKER))
+            return needs
+        if operation in ("AddTags", "ListTags"):
+            return [Need(f"sagemaker:{operation}", params["ResourceArn"].lower())]
+        if operation == "DescribePipelineExecution":
+            return [Need(f"sagemaker:{operation}", params["PipelineExecutionArn"].lower())]
+        if operation == "ListModelPackages":
+            return [Need("sagemaker:ListModelPackages", "*")]
+    if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
+        endpoint = sagemaker_arn(f"endpoint/{params['EndpointName']}")
+        return [Need("sagemaker:InvokeEndpoint", endpoint)]
+    raise AssertionError(f"teach needs_of_call what IAM checks for {service}:{operation}")
+
+
+@dataclass
+class IamEnforcer:
+    """Denies, with AccessDenied, every call the role may not make; records what was checked."""
+
+    role: Role
+    active: bool = True
+    checked: list[Need] = field(default_factory=list)
+    denied: list[Need] = field(default_factory=list)
+
+    def note_needs(self, params, model, context, **_) -> None:
+        if self.active:
+            service = model.service_model.service_name
+            context["iam_needs"] = needs_of_call(service, model.name, params)
+
+    def authorise(self, context, **_):
+        needs = context.get("iam_needs", [])
+        self.checked += needs
+        refused = self.role.missing(needs)
+        if not refused:
+            return None
+        self.denied += refused
+        message = f"{self.role.logical_id} is not authorized to perform {refused}"
+        body = {"Error": {"Code": "AccessDenied", "Message": message}}
+        return AWSResponse("https://iam.invalid", 403, {}, None), body
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        create_client = botocore.session.Session.create_client
+
+        def enforcing_client(session, *args, **kwargs):
+            client = create_client(session, *args, **kwargs)
+            client.meta.events.register("before-parameter-build", self.note_needs)
+            client.meta.events.register("before-call", self.authorise)
+            return client
+
+        monkeypatch.setattr(botocore.session.Session, "create_client", enforcing_client)
+
+
+def run_cli(enforcer: IamEnforcer, argv: list[str]) -> str:
+    try:
+        code = cli.main(argv)
+    except Exception as error:  # an AccessDenied the command does not handle
+        return f"{type(error).__name__}: {error}"
+    return f"exit {code}"
+
+
+def project_name() -> str:
+    """The answer's project name, capitalised if need be: S3 keys keep its case, SageMaker ARNs
+    do not, so a policy that confuses ProjectName and ProjectNameLower fails these tests."""
+    name = load(INFRA / "toolchain.yml")["Parameters"]["ProjectName"]["Default"]
+    return name if name != name.lower() else name[0].upper() + name[1:]
+
+
+def cli_environment(monkeypatch: pytest.MonkeyPatch, project: str) -> None:
+    for name, value in {
+        "PROJECT_NAME": project,
+        "AWS_REGION": region(),
+        "ARTIFACT_BUCKET": BUCKET,
+        "SAGEMAKER_PIPELINE_ROLE_ARN": role_arn("SageMakerPipelineRole"),
+        "MODEL_PACKAGE_GROUP_NAME": f"{project}-models",
+        "KMS_KEY_ARN": kms_key_arn(),
+        "PIPELINE_CONFIG": str(REPO_ROOT / "config" / "pipeline.yml"),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="module")
+def training_run(toolchain: dict) -> SimpleNamespace:
+    """`ml-pipeline run-pipeline` as BuildRole, twice (create, then update), against moto."""
+    project = project_name()
+    with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
+        cli_environment(monkeypatch, project)
+        boto3.client("s3", region_name=region()).create_bucket(
+            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": region()}
+        )
+        sagemaker = boto3.client("sagemaker", region_name=region())
+        enforcer = IamEnforcer(role_policy(toolchain, "BuildRole", project))
+        enforcer.install(monkeypatch)
+        outcomes = [
+            run_cli(enforcer, ["run-pipeline", "--wait"]),
+            run_cli(enforcer, ["run-pipeline"]),
+        ]
+        enforcer.active = False
+        if outcomes != ["exit 0", "exit 0"]:
+            pytest.fail(f"run-pipeline as BuildRole: {outcomes}; denied {enforcer.denied}")
+        described = sagemaker.describe_pipeline(PipelineName=f"{project}-training")
+    return SimpleNamespace(
+        project=project,
+        enforcer=enforcer,
+        definition=PipelineDefinition(json.loads(described["PipelineDefinition"])),
+    )
+
+
+def test_build_role_can_upload_upsert_start_and_follow_the_training_pipeline(training_run):
+    # The only refusal the commands meet, and survive: the SDK lists every bucket to find its
+    # own, and on AccessDenied checks it with HeadBucket (s3:ListBucket) instead.
+    assert set(training_run.enforcer.denied) <= {Need("s3:ListAllMyBuckets", "*")}
+    checked = {n.action for n in training_run.enforcer.checked}
+    assert checked >= {
+        "s3:PutObject",
+        "s3:ListBucket",
+        "kms:GenerateDataKey",
+        "sagemaker:CreatePipeline",
+        "sagemaker:UpdatePipeline",
+        "sagemaker:ListTags",
+        "sagemaker:AddTags",
+        "sagemaker:StartPipelineExecution",
+        "sagemaker:DescribePipelineExecution",
+        "iam:PassRole",
+    }
+
+
+def test_build_role_writes_only_pipeline_input_and_code(toolchain: dict) -> None:
+    project = project_name()
+    role = role_policy(toolchain, "BuildRole", project)
+    for key in (f"{project}-training/models/job/output/model.tar.gz", "data-capture/prod/x"):
+        assert not role.allows(Need("s3:PutObject", s3_object(f"{BUCKET}/{key}"))), key
+    # Keys keep the project name's case: a lower-case prefix is another prefix.
+    lower_case_code = s3_object(f"{BUCKET}/{project.lower()}-training/code/x")
+    assert not role.allows(Need("s3:PutObject", lower_case_code))
+    assert not role.allows(
+        Need("sagemaker:StartPipelineExecution", sagemaker_arn("pipeline/other-project-training"))
+    )
+    assert not role.allows(
+        Need("iam:PassRole", role_arn("ModelExecutionRole"), PASSED_TO_SAGEMAKER)
+    )
+
+
+class PipelineDefinition:
+    """Evaluates the S3 locations of a pipeline definition for one execution."""
+
+    def __init__(self, definition: dict) -> None:
+        self.parameters = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+        self.steps: dict[str, dict] = {}
+        pending = list(definition["Steps"])
+        while pending:
+            step = pending.pop(0)
+            self.steps[step["Name"]] = step
+            arguments = step.get("Arguments", {})
+            pending += arguments.get("IfSteps", []) + arguments.get("ElseSteps", [])
+
+    @staticmethod
+    def job_name(step: str) -> str:
+        return f"pipelines-{EXECUTION_ID}-{step}-x1y2z3"
+
+    def value(self, expression: Any) -> Any:
+        if not isinstance(expression, dict):
+            return expression
+        if "Std:Join" in expression:
+            join = expression["Std:Join"]
+            return join["On"].join(str(self.value(v)) for v in join["Values"])
+        path = expression.get("Get", "")
+        if path.startswith("Parameters."):
+            return self.parameters[path.removeprefix("Parameters.")]
+        if path == "Execution.PipelineExecutionId":
+            return EXECUTION_ID
+        output = re.fullmatch(
+            r"Steps\.(\w+)\.ProcessingOutputConfig\.Outputs\['(\w+)'\]\.S3Output\.S3Uri", path
+        )
+        if output:
+            return self.value(self.output(output[1], output[2])["S3Output"]["S3Uri"])
+        model = re.fullmatch(r"Steps\.(\w+)\.ModelArtifacts\.S3ModelArtifacts", path)
+        if model:
+            output_path = self.steps[model[1]]["Arguments"]["OutputDataConfig"]["S3OutputPath"]
+            return f"{self.value(output_path)}/{self.job_name(model[1])}/output/model.tar.gz"
+        raise AssertionError(f"teach PipelineDefinition.value to evaluate {expression}")
+
+    def output(self, step: str, name: str) -> dict:
+        outputs = self.steps[step]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+        return next(o for o in outputs if o["OutputName"] == name)
+
+
+def _job_needs(definition: PipelineDefinition, name: str, step: dict) -> list[Need]:
+    arguments = step["Arguments"]
+    kind = step["Type"]
+    job_name = definition.job_name(name)
+    job = sagemaker_arn(f"{kind.lower()}-job/{job_name}")
+    log_group = f"arn:{PARTITION}:logs:{region()}:{ACCOUNT}:log-group:/aws/sagemaker/{kind}Jobs"
+    log_stream = f"{log_group}:log-stream:{job_name}/algo-1-1767225600"
+    needs = [Need(f"sagemaker:{verb}{kind}Job", job) for verb in ("Create", "Describe", "Stop")]
+    needs += [
+        Need("iam:PassRole", arguments["RoleArn"], PASSED_TO_SAGEMAKER),
+        Need("logs:CreateLogGroup", log_group),
+        Need("logs:CreateLogStream", log_stream),
+        Need("logs:PutLogEvents", log_stream),
+        Need("ecr:GetAuthorizationToken", "*"),
+    ]
+    if arguments.get("Tags"):
+        needs.append(Need("sagemaker:AddTags", job))
+    if kind == "Processing":
+        image = arguments["AppSpecification"]["ImageUri"]
+        volume_key = arguments["ProcessingResources"]["ClusterConfig"].get("VolumeKmsKeyId")
+        output_key = arguments["ProcessingOutputConfig"].get("KmsKeyId")
+        reads = [i["S3Input"]["S3Uri"] for i in arguments.get("ProcessingInputs", [])]
+        writes = [
+            f"{definition.value(o['S3Output']['S3Uri'])}/part-0.csv"
+            for o in arguments["ProcessingOutputConfig"]["Outputs"]
+        ]
+    else:
+        image = arguments["AlgorithmSpecification"]["TrainingImage"]
+        volume_key = arguments["ResourceConfig"].get("VolumeKmsKeyId")
+        output_key = arguments["OutputDataConfig"].get("KmsKeyId")
+        reads = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in arguments["InputDataConfig"]]
+        writes = [definition.value({"Get": f"Steps.{name}.ModelArtifacts.S3ModelArtifacts"})]
+        metrics = (("cloudwatch:namespace", "/aws/sagemaker/TrainingJobs"),)
+        needs.append(Need("cloudwatch:PutMetricData", "*", metrics))
+    needs += [Need(action, ecr_repository(image)) for action in ECR_PULL]
+    if volume_key:
+        needs.append(Need("kms:CreateGrant", volume_key, GRANT_FOR_AWS_RESOURCE))
+    if output_key:
+        needs += [Need("kms:Encrypt", output_key), Need("kms:GenerateDataKey", output_key)]
+    for uri in map(definition.value, reads):
+        needs += [
+            Need("s3:ListBucket", s3_bucket(uri)),
+            Need("s3:GetObject", s3_object(uri)),
+            Need("kms:Decrypt", kms_key_arn()),
+        ]
+    needs += [Need("s3:PutObject", s3_object(uri)) for uri in writes]
+    return needs
+
+
+def pipeline_role_needs(definition: PipelineDefinition) -> list[Need]:
+    """What SageMaker Pipelines and the jobs it starts do with the pipeline role."""
+    needs = []
+    for name, step in definition.steps.items():
+        if step["Type"] in ("Processing", "Training"):
+            needs += _job_needs(definition, name, step)
+        elif step["Type"] == "RegisterModel":
+            group = step["Arguments"]["ModelPackageGroupName"]
+            version = sagemaker_arn(f"model-package/{group}/1")
+            needs += [
+                Need("sagemaker:CreateModelPackage", sagemaker_arn(f"model-package-group/{group}")),
+                Need("sagemaker:CreateModelPackage", version),
+                Need("sagemaker:DescribeModelPackage", version),
+            ]
+            if step["Arguments"].get("Tags"):
+                needs.append(Need("sagemaker:AddTags", version))
+        elif step["Type"] not in ("Condition", "Fail"):
+            raise AssertionError(f"teach pipeline_role_needs the {step['Type']} step")
+        # The service reads property files (the quality gate's metric) itself.
+        for property_file in step.get("PropertyFiles", []):
+            uri = definition.value(
+                definition.output(name, property_file["OutputName"])["S3Output"]["S3Uri"]
+            )
+            needs += [
+                Need("s3:GetObject", s3_object(f"{uri}/{property_file['FilePath']}")),
+                Need("kms:Decrypt", kms_key_arn()),
+            ]
+    return needs
+
+
+def test_pipeline_role_can_run_every_step_of_the_definition(training_run, toolchain: dict) -> None:
+    definition = training_run.definition
+    assert {s["Type"] for s in definition.steps.values()} >= {"Processing", "Training"}
+    role = role_policy(toolchain, "SageMakerPipelineRole", training_run.project)
+    assert role.missing(pipeline_role_needs(definition)) == []
+
+
+def test_pipeline_role_stays_inside_the_project(toolchain: dict) -> None:
+    project = project_name()
+    role = role_policy(toolchain, "SageMakerPipelineRole", project)
+    for action, key in (
+        ("s3:PutObject", "input/sample.csv"),
+        ("s3:GetObject", "data-capture/prod/x.jsonl"),
+        ("s3:PutObject", "codebuild-cache/build/x"),
+        ("s3:PutObject", f"{project.lower()}-training/x"),
+    ):
+        assert not role.allows(Need(action, s3_object(f"{BUCKET}/{key}"))), (action, key)
+    assert not role.allows(
+        Need("sagemaker:CreateModelPackage", sagemaker_arn("model-package-group/other-models"))
+    )
+    assert not role.allows(Need("sagemaker:CreateTrainingJob", sagemaker_arn("training-job/x")))
+    assert not role.allows(
+        Need("ecr:BatchGetImage", f"arn:{PARTITION}:ecr:{region()}:{ACCOUNT}:repository/other")
+    )
+    assert not role.allows(Need("kms:CreateGrant", kms_key_arn()))
+    assert not role.allows(Need("iam:PassRole", role_arn("BuildRole"), PASSED_TO_SAGEMAKER))
+
+
+def _buildspec_value(name: str, pattern: str) -> str:
+    text = (REPO_ROOT / "buildspecs" / name).read_text(encoding="utf-8")
+    match = re.search(pattern, text)
+    assert match, f"buildspecs/{name} no longer matches {pattern}"
+    return match[1]
+
+
+def endpoint_name(project: str, stage: str) -> str:
+    template = _buildspec_value("test.yml", r'--endpoint-name "([^"]+)"')
+    return template.replace("$PROJECT_NAME", project).replace("$STAGE", stage)
+
+
+def test_model_role_serves_the_registered_model_and_captures_data(training_run, toolchain):
+    definition = training_run.definition
+    (register,) = [s for s in definition.steps.values() if s["Type"] == "RegisterModel"]
+    needs = [Need("ecr:GetAuthorizationToken", "*")]
+    for container in register["Arguments"]["InferenceSpecification"]["Containers"]:
+        needs += [Need(action, ecr_repository(container["Image"])) for action in ECR_PULL]
+        model_data = definition.value(container["ModelDataUrl"])
+        needs += [Need("s3:GetObject", s3_object(model_data)), Need("kms:Decrypt", kms_key_arn())]
+    capture = _buildspec_value("deploy.yml", r'DataCaptureS3Uri="([^"]+)"')
+    for stage in STAGES:
+        endpoint = endpoint_name(training_run.project, stage)
+        uri = capture.replace("$ARTIFACT_BUCKET", BUCKET).replace("$STAGE", stage)
+        logs = f"arn:{PARTITION}:logs:{region()}:{ACCOUNT}"
+        log_group = f"{logs}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
+        needs += [
+            Need("s3:PutObject", s3_object(f"{uri}/{endpoint}/AllTraffic/2026/01/31/12/x.jsonl")),
+            Need("kms:GenerateDataKey", kms_key_arn()),
+            Need("logs:CreateLogGroup", log_group),
+            Need("logs:PutLogEvents", f"{log_group}:log-stream:AllTraffic/i-0123456789"),
+        ]
+    role = role_policy(toolchain, "ModelExecutionRole", training_run.project)
+    assert role.missing(needs) == []
+    # The endpoint reads the model, nothing of the training data.
+    training_data = definition.value(definition.output("Preprocess", "train")["S3Output"]["S3Uri"])
+    for uri in (definition.parameters["InputDataUrl"], f"{training_data}/part-0.csv"):
+        assert not role.allows(Need("s3:GetObject", s3_object(uri))), uri
+
+
+def test_deploy_role_can_find_the_latest_approved_package(toolchain, monkeypatch, capsys):
+    project = project_name()
+    with mock_aws():
+        cli_environment(monkeypatch, project)
+        sagemaker = boto3.client("sagemaker", region_name=region())
+        sagemaker.create_model_package_group(ModelPackageGroupName=f"{project}-models")
+        package = sagemaker.create_model_package(
+            ModelPackageGroupName=f"{project}-models",
+            ModelApprovalStatus="Approved",
+            InferenceSpecification={
+                "Containers": [{"Image": "image", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+        )["ModelPackageArn"]
+        enforcer = IamEnforcer(role_policy(toolchain, "DeployRole", project))
+        enforcer.install(monkeypatch)
+        assert run_cli(enforcer, ["deploy-params", "--stage", "staging"]) == "exit 0"
+    assert f"ModelPackageArn={package} " in capsys.readouterr().out
+    assert {n.action for n in enforcer.checked} == {"sagemaker:ListModelPackages"}
+
+
+def test_test_role_invokes_only_the_project_endpoints(toolchain: dict) -> None:
+    project = project_name()
+    role = role_policy(toolchain, "TestRole", project)
+    for stage in STAGES:
+        params = {"EndpointName": endpoint_name(project, stage)}
+        assert role.missing(needs_of_call("sagemaker-runtime", "InvokeEndpoint", params)) == []
+    other = needs_of_call("sagemaker-runtime", "InvokeEndpoint", {"EndpointName": "other-staging"})
+    assert role.missing(other) == other
 
 
 # --- toolchain: pipelines and triggers --------------------------------------------------------
