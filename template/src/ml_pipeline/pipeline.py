@@ -142,19 +142,23 @@ def get_pipeline(
         framework="xgboost", region=region, version=config.xgboost_image_version
     )
 
-    preprocessor = ScriptProcessor(
-        role=role_arn,
-        image_uri=sklearn_image,
-        command=["python3"],
-        instance_type=processing_instance_type,
-        instance_count=processing_instance_count,
-        volume_kms_key=kms_key_arn,
-        output_kms_key=kms_key_arn,
-        base_job_name=f"{project_name}-preprocess",
-        sagemaker_session=session,
-        tags=tags,
-        network_config=network,
-    )
+    def processor(image_uri: str, job: str, instance_count) -> ScriptProcessor:
+        """A processing job of this project: encrypted volumes and outputs, tagged."""
+        return ScriptProcessor(
+            role=role_arn,
+            image_uri=image_uri,
+            command=["python3"],
+            instance_type=processing_instance_type,
+            instance_count=instance_count,
+            volume_kms_key=kms_key_arn,
+            output_kms_key=kms_key_arn,
+            base_job_name=f"{project_name}-{job}",
+            sagemaker_session=session,
+            tags=tags,
+            network_config=network,
+        )
+
+    preprocessor = processor(sklearn_image, "preprocess", processing_instance_count)
     step_preprocess = ProcessingStep(
         name="Preprocess",
         step_args=preprocessor.run(
@@ -210,19 +214,8 @@ def get_pipeline(
     step_train = TrainingStep(name="Train", step_args=trainer.train(), cache_config=CACHE_CONFIG)
     model_data = step_train.properties.ModelArtifacts.S3ModelArtifacts
 
-    evaluator = ScriptProcessor(
-        role=role_arn,
-        image_uri=xgboost_image,
-        command=["python3"],
-        instance_type=processing_instance_type,
-        instance_count=1,
-        volume_kms_key=kms_key_arn,
-        output_kms_key=kms_key_arn,
-        base_job_name=f"{project_name}-evaluate",
-        sagemaker_session=session,
-        tags=tags,
-        network_config=network,
-    )
+    # One instance: the evaluation script reads the whole test split itself.
+    evaluator = processor(xgboost_image, "evaluate", 1)
     evaluation_report = PropertyFile(
         name="EvaluationReport", output_name="evaluation", path=EVALUATION_FILE
     )
