@@ -32,6 +32,14 @@ def render(template: Path, size: str, destination: Path, hooks: bool) -> None:
                     vcs_ref="HEAD", quiet=True, skip_tasks=not hooks)
 
 
+def run_generated_tests(python: Path, project: Path) -> None:
+    result = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=project,
+                            env=offline_env(python), capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"the generated tests of {project.name} failed, so there is no time to report:\n"
+                 f"{result.stdout[-3000:]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per measurement (default 5)")
@@ -43,11 +51,9 @@ def main() -> int:
         for size in sorted(p.stem for p in VARIANTS.glob("*.yml")):
             with_hooks = [timed(lambda i=i: render(template, size, work / f"{size}-h{i}", True)) for i in range(runs)]
             without = [timed(lambda i=i: render(template, size, work / f"{size}-n{i}", False)) for i in range(runs)]
-            python = build_generated_venv(work / f"{size}-h0")
-            tests = [timed(lambda: subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                                                  cwd=work / f"{size}-h0", env=offline_env(python),
-                                                  check=True, capture_output=True))
-                     for _ in range(runs)]
+            project = work / f"{size}-h0"
+            python = build_generated_venv(project)
+            tests = [timed(lambda: run_generated_tests(python, project)) for _ in range(runs)]
             print(f"{size:<8} {statistics.median(with_hooks):>13.2f} {statistics.median(without):>12.2f} "
                   f"{statistics.median(tests):>16.2f}")
     return 0
