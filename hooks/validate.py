@@ -438,6 +438,94 @@ def check_name_lengths(root: Path) -> list[Finding]:
     return findings
 
 
+ACCOUNT_ID = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
+ACCOUNT_ANSWERS = ("tooling_account_id", "staging_account_id", "prod_account_id")
+TARGET_ACCOUNT_TEMPLATE = Path("infra/target-account.yml")
+
+
+def _policy_statements(value: Any) -> Iterator[dict]:
+    """Every policy statement with a Principal, wherever it sits in a resource's properties."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Statement":
+                yield from (s for s in (item if isinstance(item, list) else [item])
+                            if isinstance(s, dict) and "Principal" in s)
+            else:
+                yield from _policy_statements(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _policy_statements(item)
+
+
+def _accounts_named(value: Any, parameters: dict) -> set[str]:
+    """Account ids `value` names: literal ones, and the defaults of parameters it refers to."""
+    text = json.dumps(value)
+    referenced = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", text)) | set(re.findall(r'"Ref": "([A-Za-z0-9]+)"', text))
+    defaults = " ".join(str((parameters.get(name) or {}).get("Default", "")) for name in referenced)
+    return set(ACCOUNT_ID.findall(text)) | set(ACCOUNT_ID.findall(defaults))
+
+
+def check_account_trust(root: Path) -> list[Finding]:
+    """Trust and resource policies name only the accounts the answers configure, never anyone;
+    a multi-account project has the cross-account roles its deploy pipeline assumes."""
+    answers = read_answers(root)
+    configured = {str(answers[key]) for key in ACCOUNT_ANSWERS if answers.get(key)}
+    findings = []
+    for path, template in cloudformation_templates(root):
+        rel = str(path.relative_to(root))
+        parameters = template.get("Parameters") or {}
+        for logical_id, resource in template["Resources"].items():
+            for statement in _policy_statements(resource.get("Properties") or {}):
+                principal = statement.get("Principal")
+                where = f"{logical_id} ({resource.get('Type')})"
+                if resource.get("Type") == "AWS::IAM::Role" and principal in ("*", {"AWS": "*"}):
+                    findings.append(Finding(rel, "trust-policy", f"{where} can be assumed by anyone",
+                                            "name the service or the account's role in Principal"))
+                foreign = _accounts_named({"Principal": principal,
+                                           "Condition": statement.get("Condition")}, parameters) - configured
+                if foreign:
+                    findings.append(Finding(rel, "trust-policy",
+                                            f"{where} trusts account(s) {', '.join(sorted(foreign))}, "
+                                            "which the answers do not configure",
+                                            "refer to the account through its parameter (ToolingAccountId, "
+                                            "StagingAccountId, ProdAccountId) or AWS::AccountId"))
+    if answers.get("org_size") == "medium":
+        findings.extend(_check_cross_account_roles(root, answers))
+    return findings
+
+
+def _check_cross_account_roles(root: Path, answers: dict) -> list[Finding]:
+    target_path, toolchain_path = root / TARGET_ACCOUNT_TEMPLATE, root / "infra" / "toolchain.yml"
+    if not target_path.is_file():
+        return [Finding(str(TARGET_ACCOUNT_TEMPLATE), "cross-account-roles",
+                        "missing: staging and prod have no roles for the tooling account to assume",
+                        "restore it from the template (copier update, or copier recopy)")]
+    target, toolchain = load_yaml(target_path), load_yaml(toolchain_path)
+    findings = []
+    trusted = (target.get("Parameters") or {}).get("ToolingAccountId", {}).get("Default")
+    assumable = [logical_id for logical_id, resource in target["Resources"].items()
+                 if resource.get("Type") == "AWS::IAM::Role"
+                 and "${ToolingAccountId}" in json.dumps(resource["Properties"].get("AssumeRolePolicyDocument"))]
+    if str(trusted) != str(answers["tooling_account_id"]) or not assumable:
+        findings.append(Finding(str(TARGET_ACCOUNT_TEMPLATE), "cross-account-roles",
+                                f"no role trusts the tooling account {answers['tooling_account_id']}",
+                                "trust the ToolingAccountId parameter (default: the tooling account "
+                                "answer) in the deployer and smoke-tester roles"))
+    parameters = toolchain.get("Parameters") or {}
+    pipelines = json.dumps([r for r in toolchain["Resources"].values()
+                            if r.get("Type") == "AWS::CodePipeline::Pipeline"])
+    for stage in ("staging", "prod"):
+        parameter = f"{stage.capitalize()}AccountId"
+        if (str((parameters.get(parameter) or {}).get("Default")) != str(answers[f"{stage}_account_id"])
+                or f"${{{parameter}}}" not in pipelines):
+            findings.append(Finding("infra/toolchain.yml", "cross-account-roles",
+                                    f"the deploy pipeline does not assume a role in the {stage} account "
+                                    f"{answers[f'{stage}_account_id']}",
+                                    f"default {parameter} to that account and point the {stage} "
+                                    "actions' TARGET_ACCOUNT_ROLE_ARN at its deployer role"))
+    return findings
+
+
 CHECKS: dict[str, Callable[[Path], list[Finding]]] = {
     "YAML/JSON parse": check_parse,
     "no leftover Jinja": check_leftover_jinja,
@@ -447,6 +535,7 @@ CHECKS: dict[str, Callable[[Path], list[Finding]]] = {
     "encryption": check_encryption,
     "project tags": check_project_tags,
     "name lengths": check_name_lengths,
+    "account trust": check_account_trust,
 }
 
 

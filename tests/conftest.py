@@ -42,6 +42,19 @@ def small_project(render: RenderFn) -> Path:
     return render("small")
 
 
+@pytest.fixture(scope="session")
+def medium_project(render: RenderFn) -> Path:
+    """The medium preset (tooling, staging and prod accounts) rendered once, with the hooks."""
+    return render("medium")
+
+
+@pytest.fixture
+def medium_copy(medium_project: Path, tmp_path: Path) -> Path:
+    destination = tmp_path / "medium-project"
+    shutil.copytree(medium_project, destination)
+    return destination
+
+
 @pytest.fixture
 def project_copy(small_project: Path, tmp_path: Path) -> Path:
     destination = tmp_path / "project"

@@ -53,7 +53,7 @@ def test_hook_exit_status_and_report_name_the_file_rule_and_fix(project_copy: Pa
 def test_hook_succeeds_on_clean_project(small_project: Path) -> None:
     result = run_hook(small_project)
     assert result.returncode == 0, result.stderr
-    assert "checks passed (8 of 8 run)" in result.stderr
+    assert "checks passed (9 of 9 run)" in result.stderr
 
 
 def test_broken_yaml_is_reported(project_copy: Path) -> None:
@@ -196,3 +196,71 @@ def test_missing_tool_is_reported_as_skipped_with_install_command(
     assert len(skipped) == 2  # cfn-lint itself, and the tag check that reads its schemas
     assert all("-m pip install 'cfn-lint==" in message for message in skipped)
     assert any("skipped check 'cfn-lint'" in message for message in skipped)
+
+
+def test_medium_project_passes_every_check(medium_project: Path) -> None:
+    assert validate.validate(medium_project) == ([], [])
+
+
+def test_role_anyone_can_assume_is_reported(project_copy: Path) -> None:
+    def trust_anyone(template: dict) -> None:
+        role = first_resource(template, "AWS::IAM::Role")["Properties"]
+        role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] = {"AWS": "*"}
+
+    rewrite_template(project_copy, "infra/toolchain.yml", trust_anyone)
+    findings = validate.check_account_trust(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [("infra/toolchain.yml", "trust-policy")]
+    assert "can be assumed by anyone" in findings[0].message
+
+
+def test_account_the_answers_do_not_configure_is_reported(medium_copy: Path) -> None:
+    def trust_another_account(template: dict) -> None:
+        statement = next(s for s in first_resource(template, "AWS::KMS::Key")["Properties"]
+                         ["KeyPolicy"]["Statement"] if s["Sid"] == "TargetAccountsDecryptModelArtifacts")
+        statement["Principal"]["AWS"].append("arn:aws:iam::999999999999:root")
+
+    rewrite_template(medium_copy, "infra/toolchain.yml", trust_another_account)
+    findings = validate.check_account_trust(medium_copy)
+    assert [(f.path, f.rule) for f in findings] == [("infra/toolchain.yml", "trust-policy")]
+    assert "trusts account(s) 999999999999" in findings[0].message
+
+
+def test_account_in_a_small_project_trust_policy_is_reported(project_copy: Path) -> None:
+    """A single-account project configures no other account: any account id is foreign."""
+    def trust_account_by_id(template: dict) -> None:
+        role = first_resource(template, "AWS::IAM::Role")["Properties"]
+        role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] = {
+            "AWS": "arn:aws:iam::123456789012:root"}
+
+    rewrite_template(project_copy, "infra/toolchain.yml", trust_account_by_id)
+    assert rules(validate.check_account_trust(project_copy)) == {"trust-policy"}
+
+
+def test_target_stack_trusting_another_tooling_account_is_reported(medium_copy: Path) -> None:
+    rewrite_template(medium_copy, "infra/target-account.yml",
+                     lambda t: t["Parameters"]["ToolingAccountId"].update(Default="999999999999"))
+    findings = validate.check_account_trust(medium_copy)
+    assert ("infra/target-account.yml", "cross-account-roles") in {(f.path, f.rule) for f in findings}
+    assert any("no role trusts the tooling account 111111111111" in f.message for f in findings)
+
+
+def test_missing_target_account_stack_is_reported(medium_copy: Path) -> None:
+    (medium_copy / "infra" / "target-account.yml").unlink()
+    findings = validate.check_account_trust(medium_copy)
+    assert [(f.path, f.rule) for f in findings] == [("infra/target-account.yml", "cross-account-roles")]
+
+
+def test_pipeline_without_a_prod_account_role_is_reported(medium_copy: Path) -> None:
+    def deploy_prod_into_staging(template: dict) -> None:
+        pipeline = template["Resources"]["DeployPipeline"]["Properties"]
+        for stage in pipeline["Stages"]:
+            for action in stage["Actions"]:
+                variables = action.get("Configuration", {}).get("EnvironmentVariables")
+                if isinstance(variables, dict):
+                    variables["Fn::Sub"] = variables["Fn::Sub"].replace("${ProdAccountId}",
+                                                                        "${StagingAccountId}")
+
+    rewrite_template(medium_copy, "infra/toolchain.yml", deploy_prod_into_staging)
+    findings = validate.check_account_trust(medium_copy)
+    assert [(f.path, f.rule) for f in findings] == [("infra/toolchain.yml", "cross-account-roles")]
+    assert "prod account 333333333333" in findings[0].message

@@ -39,7 +39,7 @@ def test_readme_command_renders_the_small_preset(template_snapshot: Path, tmp_pa
          "--data-file", str(VARIANTS / "small.yml"), str(template_snapshot), str(destination)],
         capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
-    assert "Generated repository checks passed (8 of 8 run)" in result.stderr
+    assert "Generated repository checks passed (9 of 9 run)" in result.stderr
     answers = yaml.safe_load((destination / ".copier-answers.yml").read_text())
     assert answers["_src_path"] == str(template_snapshot)
     assert answers["org_size"] == "small" and answers["project_name"] == "demand-forecast"
@@ -50,6 +50,42 @@ def test_readme_command_renders_the_small_preset(template_snapshot: Path, tmp_pa
 def test_small_preset_is_checkov_clean(small_project: Path) -> None:
     result = checkov(small_project)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_acceptance_command_renders_the_medium_preset(template_snapshot: Path, tmp_path: Path) -> None:
+    """Issue 3's acceptance command: the medium preset through the CLI, hooks on."""
+    destination = tmp_path / "churn-model"
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
+         "--data-file", str(VARIANTS / "medium.yml"), str(template_snapshot), str(destination)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "Generated repository checks passed (9 of 9 run)" in result.stderr
+    answers = yaml.safe_load((destination / ".copier-answers.yml").read_text())
+    assert answers["org_size"] == "medium"
+    assert (answers["tooling_account_id"], answers["staging_account_id"],
+            answers["prod_account_id"]) == ("111111111111", "222222222222", "333333333333")
+    assert (destination / "infra" / "target-account.yml").is_file()
+    assert (destination / "tests" / "test_target_account.py").is_file()
+
+
+def test_medium_preset_renders_clean(medium_project: Path) -> None:
+    assert validate.validate(medium_project) == ([], [])
+    result = checkov(medium_project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_medium_longest_names_render_clean(render) -> None:
+    """Fixed role, alias and bucket names of the multi-account stacks fit their limits."""
+    project = render("medium", project_name=LONGEST_NAME, repository_id="my-org/" + LONGEST_NAME)
+    assert validate.validate(project) == ([], [])
+
+
+def test_small_renders_no_multi_account_files(small_project: Path) -> None:
+    assert not (small_project / "infra" / "target-account.yml").exists()
+    assert not (small_project / "tests" / "test_target_account.py").exists()
+    answers = yaml.safe_load((small_project / ".copier-answers.yml").read_text())
+    assert "tooling_account_id" not in answers
 
 
 @pytest.mark.parametrize("name", COMBINATIONS)

@@ -14,7 +14,7 @@ import yaml
 from support import TEMPLATE_ROOT, VARIANTS, offline_env, preset
 
 BAD_ANSWERS = [
-    ("org_size", "large", "'large' is not in ['small']"),
+    ("org_size", "large", "'large' is not in ['small', 'medium']"),
     ("project_name", "1-starts-with-digit", "not a valid project name"),
     ("project_name", "a" * 33, "not a valid project name"),
     ("project_name", "ends-with-hyphen-", "not a valid project name"),
@@ -48,6 +48,34 @@ def test_bad_answer_is_refused_and_nothing_is_written(template_snapshot: Path, t
     with pytest.raises(ValueError, match=re.escape(message)) as refused:
         copier.run_copy(str(template_snapshot), str(destination),
                         data={**preset("small"), question: value},
+                        defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
+    assert question in str(refused.value)
+    assert not destination.exists()
+
+
+BAD_ACCOUNTS = [
+    ({"tooling_account_id": "11111111111"}, "tooling_account_id",
+     'The tooling account id "11111111111" must be 12 digits'),
+    ({"staging_account_id": "2222-2222-2222"}, "staging_account_id",
+     'The staging account id "2222-2222-2222" must be 12 digits'),
+    ({"prod_account_id": ""}, "prod_account_id", 'The prod account id "" must be 12 digits'),
+    ({"staging_account_id": "111111111111"}, "staging_account_id",
+     "The staging account id must differ from the tooling account id (111111111111)"),
+    ({"prod_account_id": "111111111111"}, "prod_account_id",
+     "The prod account id must differ from the tooling account id (111111111111)"),
+    ({"prod_account_id": "222222222222"}, "prod_account_id",
+     "The prod account id must differ from the staging account id (222222222222)"),
+]
+
+
+@pytest.mark.parametrize(("change", "question", "message"), BAD_ACCOUNTS,
+                         ids=[f"{q}={list(c.values())[0]!r}" for c, q, _ in BAD_ACCOUNTS])
+def test_bad_or_duplicate_account_id_is_refused_and_nothing_is_written(
+        template_snapshot: Path, tmp_path: Path, change: dict, question: str, message: str) -> None:
+    destination = tmp_path / "project"
+    with pytest.raises(ValueError, match=re.escape(message)) as refused:
+        copier.run_copy(str(template_snapshot), str(destination),
+                        data={**preset("medium"), **change},
                         defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
     assert question in str(refused.value)
     assert not destination.exists()

@@ -48,12 +48,23 @@ ENDPOINT_PARAMETERS = {
     "DataCaptureS3Uri",
     "DataCaptureSamplingPercentage",
     "KmsKeyArn",
+    "MaxInstanceCount",
+    "TargetInvocationsPerInstance",
 }
+# Multi-account projects (org_size medium) run the endpoints, and their roles, in the staging and
+# prod accounts: tests/test_target_account.py covers those roles there.
+MULTI_ACCOUNT = (INFRA / "target-account.yml").is_file()
+single_account_only = pytest.mark.skipif(
+    MULTI_ACCOUNT, reason="the endpoint roles live in infra/target-account.yml"
+)
 # Actions IAM cannot scope to a resource; only these may be granted on "*".
 RESOURCELESS_ACTIONS = {
     "cloudwatch:PutMetricData",
     "ecr:GetAuthorizationToken",
     "sagemaker:ListModelPackages",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalingActivities",
+    "application-autoscaling:DescribeScalingPolicies",
 }
 
 
@@ -196,6 +207,49 @@ def test_endpoint_captures_requests_and_responses_with_kms(endpoint: dict) -> No
     assert capture["InitialSamplingPercentage"] == {"Ref": "DataCaptureSamplingPercentage"}
 
 
+def _only_in_prod(endpoint: dict, logical_id: str) -> bool:
+    condition = endpoint["Resources"][logical_id].get("Condition")
+    return endpoint["Conditions"].get(condition) == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+
+
+def test_prod_scales_on_invocations_per_instance_and_staging_does_not(endpoint: dict) -> None:
+    (target_id,) = resources(endpoint, "AWS::ApplicationAutoScaling::ScalableTarget")
+    (policy_id,) = resources(endpoint, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    assert _only_in_prod(endpoint, target_id)
+    assert _only_in_prod(endpoint, policy_id)
+    target = endpoint["Resources"][target_id]["Properties"]
+    assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    (variant,) = resources(endpoint, "AWS::SageMaker::EndpointConfig")["EndpointConfig"][
+        "Properties"
+    ]["ProductionVariants"]
+    resource_id = "endpoint/${Endpoint.EndpointName}/variant/" + variant["VariantName"]
+    assert target["ResourceId"] == {"Fn::Sub": resource_id}
+    assert target["MinCapacity"] == {"Ref": "InitialInstanceCount"}
+    policy = endpoint["Resources"][policy_id]["Properties"]
+    assert policy["ScalingTargetId"] == {"Ref": target_id}
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    metric = tracking["PredefinedMetricSpecification"]["PredefinedMetricType"]
+    assert metric == "SageMakerVariantInvocationsPerInstance"
+
+
+def test_prod_updates_blue_green_and_rolls_back_on_its_alarms(endpoint: dict) -> None:
+    (ep,) = resources(endpoint, "AWS::SageMaker::Endpoint").values()
+    condition, prod, staging = ep["Properties"]["DeploymentConfig"]["Fn::If"]
+    assert endpoint["Conditions"][condition] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    assert staging == {"Ref": "AWS::NoValue"}
+    assert prod["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"] > 0
+    alarms = {a["AlarmName"]["Ref"] for a in prod["AutoRollbackConfiguration"]["Alarms"]}
+    assert alarms == set(resources(endpoint, "AWS::CloudWatch::Alarm"))
+    metrics = set()
+    for logical_id in alarms:
+        alarm = endpoint["Resources"][logical_id]
+        assert _only_in_prod(endpoint, logical_id)
+        dimensions = {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+        assert dimensions["EndpointName"] == ep["Properties"]["EndpointName"]
+        metrics.add(alarm["Properties"]["MetricName"])
+    assert metrics == {"Invocation5XXErrors", "ModelLatency"}
+
+
 # --- every template ---------------------------------------------------------------------------
 
 
@@ -275,13 +329,18 @@ def test_project_key_rotates_and_only_project_roles_use_it(toolchain: dict) -> N
     assert key["Properties"]["EnableKeyRotation"] is True
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     crypto = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"}
+    own_account = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
     for statement in statements:
         actions = set(as_list(statement["Action"]))
         if statement["Sid"] == "AccountAdministersTheKey":
             assert not actions & crypto, "account administration must not include key use"
-        elif "AWS" in statement["Principal"] and actions & crypto:
-            principals = statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+        elif statement["Principal"].get("AWS") == own_account:
+            principals = as_list(statement["Condition"]["ArnEquals"]["aws:PrincipalArn"])
             assert all(p["Fn::GetAtt"][1] == "Arn" for p in principals)
+        elif "AWS" in statement["Principal"]:
+            # Other accounts (multi-account projects) may only decrypt, and only named roles.
+            assert actions <= {"kms:Decrypt", "kms:DescribeKey"}, statement["Sid"]
+            assert statement["Condition"]["ArnEquals"]["aws:PrincipalArn"], statement["Sid"]
 
 
 # --- toolchain: IAM ---------------------------------------------------------------------------
@@ -386,6 +445,8 @@ CONDITION_OPERATORS = {
     "ArnEquals": _like,
     "ArnLike": _like,
     "Bool": lambda expected, actual: str(expected).lower() == str(actual).lower(),
+    # Single-valued request contexts here: "any value" is that value.
+    "ForAnyValue:StringEquals": lambda expected, actual: expected == actual,
 }
 
 
@@ -425,8 +486,9 @@ def _stand_in(value: Any, stand_ins: dict[str, str]) -> Any:
     return value
 
 
-def role_policy(template: dict, role: str, project: str) -> Role:
-    """The statements attached to `role`, for a stack deployed with ProjectName=project."""
+def role_policy(template: dict, role: str, project: str, **parameters: str) -> Role:
+    """The statements attached to `role`, for a stack deployed with ProjectName=project (and
+    `parameters`, for those without a default)."""
     documents = [
         resource["Properties"]["PolicyDocument"]
         for resource in resources(template, "AWS::IAM::Policy").values()
@@ -435,7 +497,7 @@ def role_policy(template: dict, role: str, project: str) -> Role:
     documents += [
         p["PolicyDocument"] for p in template["Resources"][role]["Properties"].get("Policies", [])
     ]
-    variables = {"ProjectName": project, "ProjectNameLower": project.lower()}
+    variables = {"ProjectName": project, "ProjectNameLower": project.lower(), **parameters}
     statements = resolve([s for d in documents for s in d["Statement"]], template, variables)
     stand_ins = {
         "<ArtifactBucket.Arn>": f"arn:{PARTITION}:s3:::{BUCKET}",
@@ -770,6 +832,7 @@ def endpoint_name(project: str, stage: str) -> str:
     return template.replace("$PROJECT_NAME", project).replace("$STAGE", stage)
 
 
+@single_account_only
 def test_model_role_serves_the_registered_model_and_captures_data(training_run, toolchain):
     definition = training_run.definition
     (register,) = [s for s in definition.steps.values() if s["Type"] == "RegisterModel"]
@@ -781,7 +844,7 @@ def test_model_role_serves_the_registered_model_and_captures_data(training_run, 
     capture = _buildspec_value("deploy.yml", r'DataCaptureS3Uri="([^"]+)"')
     for stage in STAGES:
         endpoint = endpoint_name(training_run.project, stage)
-        uri = capture.replace("$ARTIFACT_BUCKET", BUCKET).replace("$STAGE", stage)
+        uri = capture.replace("$DATA_CAPTURE_BUCKET", BUCKET).replace("$STAGE", stage)
         logs = f"arn:{PARTITION}:logs:{region()}:{ACCOUNT}"
         log_group = f"{logs}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
         needs += [
@@ -820,6 +883,7 @@ def test_deploy_role_can_find_the_latest_approved_package(toolchain, monkeypatch
     assert {n.action for n in enforcer.checked} == {"sagemaker:ListModelPackages"}
 
 
+@single_account_only
 def test_test_role_invokes_only_the_project_endpoints(toolchain: dict) -> None:
     project = project_name()
     role = role_policy(toolchain, "TestRole", project)
@@ -841,9 +905,14 @@ def _pipeline(toolchain: dict, suffix: str) -> dict:
     raise AssertionError(f"no pipeline named {project}-{suffix}")
 
 
-def _stage_variable(action: dict) -> str:
-    variables = json.loads(action["Configuration"]["EnvironmentVariables"])
-    return next(v["value"] for v in variables if v["name"] == "STAGE")
+def action_variables(action: dict, template: dict) -> dict[str, str]:
+    """The environment a pipeline action sets, with the stack's parameter defaults filled in."""
+    text = resolve(action["Configuration"]["EnvironmentVariables"], template)
+    return {v["name"]: v["value"] for v in json.loads(text)}
+
+
+def _stage_variable(action: dict, template: dict) -> str:
+    return action_variables(action, template)["STAGE"]
 
 
 def test_deploy_pipeline_goes_staging_test_approval_prod(toolchain: dict) -> None:
@@ -864,7 +933,7 @@ def test_deploy_pipeline_goes_staging_test_approval_prod(toolchain: dict) -> Non
     assert deploy_staging["Configuration"]["ProjectName"] == {"Ref": "DeployProject"}
     assert test_staging["Configuration"]["ProjectName"] == {"Ref": "TestProject"}
     assert deploy_prod["Configuration"]["ProjectName"] == {"Ref": "DeployProject"}
-    assert [_stage_variable(a) for a in (deploy_staging, test_staging, deploy_prod)] == [
+    assert [_stage_variable(a, toolchain) for a in (deploy_staging, test_staging, deploy_prod)] == [
         "staging",
         "staging",
         "prod",
@@ -875,8 +944,7 @@ def test_deploy_pipeline_goes_staging_test_approval_prod(toolchain: dict) -> Non
 def test_prod_deploys_the_package_staging_tested(toolchain: dict) -> None:
     stages = _pipeline(toolchain, "deploy")["Stages"]
     deploy_staging, deploy_prod = stages[1]["Actions"][0], stages[-1]["Actions"][0]
-    variables = json.loads(deploy_prod["Configuration"]["EnvironmentVariables"])
-    promoted = next(v["value"] for v in variables if v["name"] == "PROMOTED_MODEL_PACKAGE_ARN")
+    promoted = action_variables(deploy_prod, toolchain)["PROMOTED_MODEL_PACKAGE_ARN"]
     assert promoted == f"#{{{deploy_staging['Namespace']}.MODEL_PACKAGE_ARN}}"
 
 
