@@ -7,7 +7,7 @@ from pathlib import Path
 
 import copier
 import pytest
-from copier.errors import TaskError
+from copier.errors import TaskError, UserMessageError
 import yaml
 from support import git, preset
 
@@ -31,9 +31,9 @@ def release(template: Path, relative: str, addition: str) -> None:
     git(template, "tag", NEW)
 
 
-def generate(template: Path, destination: Path) -> None:
+def generate(template: Path, destination: Path, ref: str = OLD) -> None:
     copier.run_copy(str(template), str(destination), data=preset("small"), defaults=True,
-                    unsafe=True, vcs_ref=OLD, quiet=True)
+                    unsafe=True, vcs_ref=ref, quiet=True)
     git(destination, "init", "-q", "-b", "main")
     git(destination, "add", "-A")
     git(destination, "commit", "-q", "-m", "generated")
@@ -71,3 +71,56 @@ def test_update_runs_the_hooks_on_the_result(versioned_template: Path, tmp_path:
         copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
                           quiet=True)
     assert "[leftover-jinja] unrendered Jinja '{{ project_name }}'" in capfd.readouterr().err
+
+
+def tree_state(project: Path) -> tuple[dict[str, bytes], str]:
+    files = {str(p.relative_to(project)): p.read_bytes() for p in project.rglob("*")
+             if p.is_file() and ".git" not in p.relative_to(project).parts}
+    return files, git(project, "status", "--porcelain", "--untracked-files=all")
+
+
+def test_update_refuses_a_dirty_tree_and_changes_nothing(versioned_template: Path,
+                                                         tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    generate(versioned_template, project)
+    pipeline = project / "src" / "ml_pipeline" / "pipeline.py"
+    pipeline.write_text(USER_LINE + pipeline.read_text(encoding="utf-8"), encoding="utf-8")
+    (project / "notes.md").write_text("Not committed yet.\n", encoding="utf-8")
+    release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
+    before = tree_state(project)
+
+    with pytest.raises(UserMessageError, match="Destination repository is dirty.*commit or stash"):
+        copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
+                          quiet=True)
+    assert tree_state(project) == before
+
+
+def test_update_without_answers_file_names_it(versioned_template: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    generate(versioned_template, project)
+    git(project, "rm", "-q", ".copier-answers.yml")
+    git(project, "commit", "-q", "-m", "answers file deleted")
+    release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
+
+    with pytest.raises(UserMessageError,
+                       match="Cannot update because cannot obtain old template references "
+                             "from `.copier-answers.yml`"):
+        copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
+                          quiet=True)
+    # Copier's message does not say how to recover; the generated README does.
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert "git checkout <commit> -- .copier-answers.yml" in readme
+    assert "copier recopy" in readme
+
+
+def test_update_refuses_a_downgrade(versioned_template: Path, tmp_path: Path) -> None:
+    release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
+    project = tmp_path / "project"
+    generate(versioned_template, project, ref=NEW)
+    before = tree_state(project)
+
+    with pytest.raises(UserMessageError,
+                       match=f"You are downgrading from {NEW} to {OLD}. Downgrades are not supported."):
+        copier.run_update(str(project), vcs_ref=OLD, defaults=True, overwrite=True, unsafe=True,
+                          quiet=True)
+    assert tree_state(project) == before
