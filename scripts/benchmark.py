@@ -13,18 +13,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import copier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support import VARIANTS, build_generated_venv, offline_env, preset, snapshot_template  # noqa: E402
+from support import VARIANTS, build_generated_venv, offline_env, preset, snapshot_template
 
 
-def timed(action) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
+def median_seconds(action: Callable[[int], object], runs: int) -> float:
+    """Median wall time of `action(run_index)` over `runs` calls."""
+    times = []
+    for run in range(runs):
+        start = time.perf_counter()
+        action(run)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def render(template: Path, size: str, destination: Path, hooks: bool) -> None:
@@ -47,15 +52,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         template = snapshot_template(work / "template")
-        print(f"{'preset':<8} {'render+hooks':>13} {'render only':>12} {'generated tests':>16}  (median s, {runs} runs)")
+        print(f"{'preset':<8} {'render+hooks':>13} {'render only':>12} {'generated tests':>16}"
+              f"  (median s, {runs} runs)")
         for size in sorted(p.stem for p in VARIANTS.glob("*.yml")):
-            with_hooks = [timed(lambda i=i: render(template, size, work / f"{size}-h{i}", True)) for i in range(runs)]
-            without = [timed(lambda i=i: render(template, size, work / f"{size}-n{i}", False)) for i in range(runs)]
+            hooked = median_seconds(lambda run, size=size: render(template, size, work / f"{size}-h{run}", True), runs)
+            plain = median_seconds(lambda run, size=size: render(template, size, work / f"{size}-n{run}", False), runs)
             project = work / f"{size}-h0"
             python = build_generated_venv(project)
-            tests = [timed(lambda: run_generated_tests(python, project)) for _ in range(runs)]
-            print(f"{size:<8} {statistics.median(with_hooks):>13.2f} {statistics.median(without):>12.2f} "
-                  f"{statistics.median(tests):>16.2f}")
+            tests = median_seconds(lambda _, python=python, project=project: run_generated_tests(python, project), runs)
+            print(f"{size:<8} {hooked:>13.2f} {plain:>12.2f} {tests:>16.2f}")
     return 0
 
 

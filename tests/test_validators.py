@@ -69,7 +69,7 @@ BAD_ACCOUNTS = [
 
 
 @pytest.mark.parametrize(("change", "question", "message"), BAD_ACCOUNTS,
-                         ids=[f"{q}={list(c.values())[0]!r}" for c, q, _ in BAD_ACCOUNTS])
+                         ids=[f"{q}={next(iter(c.values()))!r}" for c, q, _ in BAD_ACCOUNTS])
 def test_bad_or_duplicate_account_id_is_refused_and_nothing_is_written(
         template_snapshot: Path, tmp_path: Path, change: dict, question: str, message: str) -> None:
     destination = tmp_path / "project"
