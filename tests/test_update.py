@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import copier
 import pytest
-from copier.errors import TaskError, UserMessageError
 import yaml
-from support import git, preset
+from copier.errors import TaskError, UserMessageError
+from support import VARIANTS, git, preset
 
 # Above any real release, so Copier treats them as the newest versions of the snapshot.
 OLD, NEW = "1000.0.0", "1000.1.0"
@@ -31,8 +34,8 @@ def release(template: Path, relative: str, addition: str) -> None:
     git(template, "tag", NEW)
 
 
-def generate(template: Path, destination: Path, ref: str = OLD) -> None:
-    copier.run_copy(str(template), str(destination), data=preset("small"), defaults=True,
+def generate(template: Path, destination: Path, ref: str = OLD, answers: dict | None = None) -> None:
+    copier.run_copy(str(template), str(destination), data=answers or preset("small"), defaults=True,
                     unsafe=True, vcs_ref=ref, quiet=True)
     git(destination, "init", "-q", "-b", "main")
     git(destination, "add", "-A")
@@ -89,7 +92,7 @@ def test_update_refuses_a_dirty_tree_and_changes_nothing(versioned_template: Pat
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
     before = tree_state(project)
 
-    with pytest.raises(UserMessageError, match="Destination repository is dirty.*commit or stash"):
+    with pytest.raises(UserMessageError, match=r"Destination repository is dirty.*commit or stash"):
         copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
                           quiet=True)
     assert tree_state(project) == before
@@ -103,8 +106,8 @@ def test_update_without_answers_file_names_it(versioned_template: Path, tmp_path
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
 
     with pytest.raises(UserMessageError,
-                       match="Cannot update because cannot obtain old template references "
-                             "from `.copier-answers.yml`"):
+                       match=re.escape("Cannot update because cannot obtain old template references "
+                                       "from `.copier-answers.yml`")):
         copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
                           quiet=True)
     # Copier's message does not say how to recover; the generated README does.
@@ -120,7 +123,112 @@ def test_update_refuses_a_downgrade(versioned_template: Path, tmp_path: Path) ->
     before = tree_state(project)
 
     with pytest.raises(UserMessageError,
-                       match=f"You are downgrading from {NEW} to {OLD}. Downgrades are not supported."):
+                       match=re.escape(f"You are downgrading from {NEW} to {OLD}. "
+                                       "Downgrades are not supported.")):
         copier.run_update(str(project), vcs_ref=OLD, defaults=True, overwrite=True, unsafe=True,
                           quiet=True)
     assert tree_state(project) == before
+
+
+MEDIUM_ONLY = ("org_size", "tooling_account_id", "staging_account_id", "prod_account_id")
+
+
+def edit_as_user(project: Path) -> dict[str, str]:
+    """The edits of the issue's acceptance: a pipeline line, a quality threshold, an own file.
+    Committed; returns the expected content of each edited file."""
+    pipeline = project / "src" / "ml_pipeline" / "pipeline.py"
+    pipeline.write_text(USER_LINE + pipeline.read_text(encoding="utf-8"), encoding="utf-8")
+    config = project / "config" / "pipeline.yml"
+    text = config.read_text(encoding="utf-8")
+    for default, ours in (("threshold: 70.0", "threshold: 65.0"), ("threshold: 0.9", "threshold: 0.85")):
+        text = text.replace(default, ours)
+    config.write_text(text, encoding="utf-8")
+    (project / "notes.md").write_text("Our own file.\n", encoding="utf-8")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "user edits")
+    return {str(path.relative_to(project)): path.read_text(encoding="utf-8")
+            for path in (pipeline, config, project / "notes.md")}
+
+
+def assert_switched_to_medium(project: Path, template: Path, answers: dict, edits: dict[str, str],
+                              tmp_path: Path) -> None:
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    assert recorded["org_size"] == "medium"
+    assert recorded["_commit"] == NEW
+    for relative, content in edits.items():
+        assert (project / relative).read_text(encoding="utf-8") == content, relative
+    assert (project / "infra" / "target-account.yml").is_file()
+    # A fresh medium render of the same answers is what the project must hold besides the
+    # user's own file: anything more is a small-only file the switch left behind.
+    fresh = tmp_path / "fresh-medium"
+    copier.run_copy(str(template), str(fresh), data=answers, defaults=True, unsafe=True,
+                    vcs_ref=NEW, quiet=True, skip_tasks=True)
+    assert files_of(project) == files_of(fresh) | {"notes.md"}
+    leftovers = [p for p in project.rglob("*") if ".git" not in p.parts and
+                 (p.suffix == ".rej" or (p.is_file() and "<<<<<<<" in p.read_text(errors="ignore")))]
+    assert leftovers == []
+
+
+def files_of(project: Path) -> set[str]:
+    return {str(p.relative_to(project)) for p in project.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(project).parts}
+
+
+def test_update_switches_small_to_medium_keeping_edits(versioned_template: Path,
+                                                       tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    generate(versioned_template, project)
+    edits = edit_as_user(project)
+    release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
+
+    new_answers = {key: preset("medium")[key] for key in MEDIUM_ONLY}
+    copier.run_update(str(project), vcs_ref=NEW, data=new_answers, defaults=True, overwrite=True,
+                      unsafe=True, quiet=True)
+
+    assert_switched_to_medium(project, versioned_template, {**preset("small"), **new_answers}, edits,
+                              tmp_path)
+
+
+def test_small_readme_documents_the_switch_and_its_deploy_order(versioned_template: Path,
+                                                               tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    generate(versioned_template, project)
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Switching organisation size"):]
+    assert "copier update --trust --data org_size=medium" in section
+    bootstrap, toolchain = section.index("target-account.yml"), section.index("toolchain` in the tooling")
+    assert bootstrap < toolchain
+    assert "CAPABILITY_NAMED_IAM" in section[toolchain:]
+
+
+def test_update_cli_switches_to_the_medium_preset(versioned_template: Path, tmp_path: Path) -> None:
+    """The documented command, on a project whose other answers already match the preset."""
+    project = tmp_path / "project"
+    as_small = {key: value for key, value in preset("medium").items() if key not in MEDIUM_ONLY}
+    generate(versioned_template, project, answers={**as_small, "org_size": "small"})
+    edits = edit_as_user(project)
+    release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
+
+    subprocess.run([str(Path(sys.executable).with_name("copier")), "update", "--trust", "--defaults",
+                    "--data-file", str(VARIANTS / "medium.yml"), "--vcs-ref", NEW, "--quiet"],
+                   cwd=project, check=True, capture_output=True, text=True)
+
+    assert_switched_to_medium(project, versioned_template, preset("medium"), edits, tmp_path)
+
+
+def test_update_leaves_data_alone_and_merges_config(versioned_template: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    generate(versioned_template, project)
+    data = project / "data" / "diabetes.csv"
+    ours = data.read_text(encoding="utf-8")
+
+    template_data = versioned_template / "template" / "data" / (
+        "{% if problem_type == 'regression' %}diabetes.csv{% endif %}")
+    template_data.write_text(template_data.read_text(encoding="utf-8") + "9,9,9,9,9,9,9,9,9,9,9\n",
+                             encoding="utf-8")
+    release(versioned_template, "config/pipeline.yml.jinja", "\n# Added in the new template version\n")
+    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
+
+    assert data.read_text(encoding="utf-8") == ours
+    assert "# Added in the new template version" in (
+        project / "config" / "pipeline.yml").read_text(encoding="utf-8")
