@@ -232,3 +232,33 @@ def test_update_leaves_data_alone_and_merges_config(versioned_template: Path, tm
     assert data.read_text(encoding="utf-8") == ours
     assert "# Added in the new template version" in (
         project / "config" / "pipeline.yml").read_text(encoding="utf-8")
+
+
+def test_migration_carries_user_edits_to_a_moved_file(versioned_template: Path, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    generate(versioned_template, project)
+    old, new = "src/ml_pipeline/pipeline.py", "src/ml_pipeline/workflow.py"
+    old_path = project / old
+    old_path.write_text(USER_LINE + old_path.read_text(encoding="utf-8"), encoding="utf-8")
+    git(project, "commit", "-q", "-am", "user edit")
+
+    git(versioned_template, "mv", f"template/{old}", f"template/{new}")
+    moved_in_template = versioned_template / "template" / new
+    moved_in_template.write_text(moved_in_template.read_text(encoding="utf-8")
+                                 + "# Moved in the new template version.\n", encoding="utf-8")
+    config = yaml.safe_load((versioned_template / "copier.yml").read_text(encoding="utf-8"))
+    config["_migrations"].insert(0, {
+        "version": NEW,
+        "command": ["{{ _copier_python }}", "{{ _copier_conf.src_path }}/migrations/move_file.py", old, new],
+        "when": "{{ _stage == 'after' }}",
+    })
+    (versioned_template / "copier.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
+    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
+
+    assert not old_path.exists()
+    moved = (project / new).read_text(encoding="utf-8")
+    assert moved.startswith(USER_LINE)
+    assert moved.endswith("# Moved in the new template version.\n")
+    assert "<<<<<<<" not in moved
+    assert not (project / f"{new}.rej").exists()
