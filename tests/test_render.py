@@ -31,15 +31,20 @@ def checkov(project: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def test_readme_command_renders_the_small_preset(template_snapshot: Path, tmp_path: Path) -> None:
-    """The README's generate command, run as a user would (CLI, --data-file, hooks on)."""
-    destination = tmp_path / "demand-forecast"
+def copy_preset_like_a_user(template: Path, size: str, destination: Path) -> None:
+    """`copier copy --trust --defaults --vcs-ref HEAD --data-file variants/<size>.yml`, hooks on."""
     result = subprocess.run(
         [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
-         "--data-file", str(VARIANTS / "small.yml"), str(template_snapshot), str(destination)],
+         "--data-file", str(VARIANTS / f"{size}.yml"), str(template), str(destination)],
         capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert "Generated repository checks passed (9 of 9 run)" in result.stderr
+
+
+def test_readme_command_renders_the_small_preset(template_snapshot: Path, tmp_path: Path) -> None:
+    """The README's generate command, run as a user would (CLI, --data-file, hooks on)."""
+    destination = tmp_path / "demand-forecast"
+    copy_preset_like_a_user(template_snapshot, "small", destination)
     answers = yaml.safe_load((destination / ".copier-answers.yml").read_text())
     assert answers["_src_path"] == str(template_snapshot)
     assert answers["org_size"] == "small" and answers["project_name"] == "demand-forecast"
@@ -55,12 +60,7 @@ def test_small_preset_is_checkov_clean(small_project: Path) -> None:
 def test_acceptance_command_renders_the_medium_preset(template_snapshot: Path, tmp_path: Path) -> None:
     """Issue 3's acceptance command: the medium preset through the CLI, hooks on."""
     destination = tmp_path / "churn-model"
-    result = subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
-         "--data-file", str(VARIANTS / "medium.yml"), str(template_snapshot), str(destination)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stderr
-    assert "Generated repository checks passed (9 of 9 run)" in result.stderr
+    copy_preset_like_a_user(template_snapshot, "medium", destination)
     answers = yaml.safe_load((destination / ".copier-answers.yml").read_text())
     assert answers["org_size"] == "medium"
     assert (answers["tooling_account_id"], answers["staging_account_id"],
