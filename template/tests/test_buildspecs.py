@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -174,20 +175,24 @@ READ = re.compile(r"\$\{?([A-Z_][A-Z0-9_]*)")
 ASSIGNED = re.compile(r"(?:^|[\s;])(?:export\s+)?([A-Z_][A-Z0-9_]*)=")
 
 
+def pipeline_actions(toolchain: dict) -> Iterator[dict]:
+    """Every action of every CodePipeline in the toolchain."""
+    for resource in toolchain["Resources"].values():
+        if resource["Type"] == "AWS::CodePipeline::Pipeline":
+            for stage in resource["Properties"]["Stages"]:
+                yield from stage["Actions"]
+
+
 def _action_variables(toolchain: dict, logical_id: str) -> list[set[str]]:
     """Variable names each pipeline action running the project sets (one set per action).
     Multi-account projects build the list with !Sub; its ${...} sit inside JSON strings."""
     found = []
-    for resource in toolchain["Resources"].values():
-        if resource["Type"] != "AWS::CodePipeline::Pipeline":
-            continue
-        for stage in resource["Properties"]["Stages"]:
-            for action in stage["Actions"]:
-                configuration = action.get("Configuration", {})
-                if configuration.get("ProjectName") == {"Ref": logical_id}:
-                    text = configuration.get("EnvironmentVariables", "[]")
-                    variables = json.loads(text["Fn::Sub"] if isinstance(text, dict) else text)
-                    found.append({v["name"] for v in variables})
+    for action in pipeline_actions(toolchain):
+        configuration = action.get("Configuration", {})
+        if configuration.get("ProjectName") == {"Ref": logical_id}:
+            text = configuration.get("EnvironmentVariables", "[]")
+            variables = json.loads(text["Fn::Sub"] if isinstance(text, dict) else text)
+            found.append({v["name"] for v in variables})
     return found
 
 
@@ -214,19 +219,15 @@ def test_pipeline_variables_come_from_exported_buildspec_variables(toolchain: di
     projects = codebuild_projects(toolchain)
     exported: dict[str, set[str]] = {}
     used: set[tuple[str, str]] = set()
-    for resource in toolchain["Resources"].values():
-        if resource["Type"] != "AWS::CodePipeline::Pipeline":
-            continue
-        for stage in resource["Properties"]["Stages"]:
-            for action in stage["Actions"]:
-                configuration = action.get("Configuration", {})
-                if "Namespace" in action:
-                    project = projects[configuration["ProjectName"]["Ref"]]
-                    buildspec = load_buildspec(project["Source"]["BuildSpec"])
-                    exported[action["Namespace"]] = set(
-                        buildspec.get("env", {}).get("exported-variables", [])
-                    )
-                used |= set(re.findall(r"#\{(\w+)\.(\w+)\}", json.dumps(configuration)))
+    for action in pipeline_actions(toolchain):
+        configuration = action.get("Configuration", {})
+        if "Namespace" in action:
+            project = projects[configuration["ProjectName"]["Ref"]]
+            buildspec = load_buildspec(project["Source"]["BuildSpec"])
+            exported[action["Namespace"]] = set(
+                buildspec.get("env", {}).get("exported-variables", [])
+            )
+        used |= set(re.findall(r"#\{(\w+)\.(\w+)\}", json.dumps(configuration)))
     assert used, "the deploy pipeline should promote the staging package through a variable"
     for namespace, name in used:
         assert name in exported.get(namespace, set()), f"#{{{namespace}.{name}}} is never exported"
