@@ -42,27 +42,47 @@ def generate(template: Path, destination: Path, ref: str = OLD, answers: dict | 
     git(destination, "commit", "-q", "-m", "generated")
 
 
+def update(project: Path, vcs_ref: str, **options: object) -> None:
+    copier.run_update(str(project), vcs_ref=vcs_ref, defaults=True, overwrite=True, unsafe=True,
+                      quiet=True, **options)
+
+
+def add_user_line(project: Path) -> Path:
+    """The user's edit of generated code: a line at the top of the pipeline module."""
+    pipeline = project / "src" / "ml_pipeline" / "pipeline.py"
+    pipeline.write_text(USER_LINE + pipeline.read_text(encoding="utf-8"), encoding="utf-8")
+    return pipeline
+
+
+def files_of(project: Path) -> set[str]:
+    return {str(p.relative_to(project)) for p in project.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(project).parts}
+
+
+def merge_leftovers(project: Path) -> list[str]:
+    """Files a merge left unfinished: .rej files, or conflict markers in a file."""
+    return [relative for relative in sorted(files_of(project))
+            if relative.endswith(".rej") or "<<<<<<<" in (project / relative).read_text(errors="ignore")]
+
+
 def test_update_keeps_user_edits_and_brings_template_change(versioned_template: Path,
                                                             tmp_path: Path) -> None:
     project = tmp_path / "project"
     generate(versioned_template, project)
 
-    pipeline = project / "src" / "ml_pipeline" / "pipeline.py"
-    pipeline.write_text(USER_LINE + pipeline.read_text(encoding="utf-8"), encoding="utf-8")
+    pipeline = add_user_line(project)
     (project / "notes.md").write_text("Our own file.\n", encoding="utf-8")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "user edits")
 
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
-    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
+    update(project, NEW)
 
     assert pipeline.read_text(encoding="utf-8").startswith(USER_LINE)
     assert (project / "notes.md").read_text(encoding="utf-8") == "Our own file.\n"
     assert "## Added in the new template version" in (project / "README.md").read_text(encoding="utf-8")
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW
-    leftovers = [p for p in project.rglob("*") if ".git" not in p.parts and
-                 (p.suffix == ".rej" or (p.is_file() and "<<<<<<<" in p.read_text(errors="ignore")))]
-    assert leftovers == []
+    assert merge_leftovers(project) == []
 
 
 def test_update_runs_the_hooks_on_the_result(versioned_template: Path, tmp_path: Path,
@@ -71,14 +91,12 @@ def test_update_runs_the_hooks_on_the_result(versioned_template: Path, tmp_path:
     generate(versioned_template, project)
     release(versioned_template, "README.md.jinja", "\nRendered from {{ '{{' }} project_name }}\n")
     with pytest.raises(TaskError):
-        copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
-                          quiet=True)
+        update(project, NEW)
     assert "[leftover-jinja] unrendered Jinja '{{ project_name }}'" in capfd.readouterr().err
 
 
 def tree_state(project: Path) -> tuple[dict[str, bytes], str]:
-    files = {str(p.relative_to(project)): p.read_bytes() for p in project.rglob("*")
-             if p.is_file() and ".git" not in p.relative_to(project).parts}
+    files = {relative: (project / relative).read_bytes() for relative in files_of(project)}
     return files, git(project, "status", "--porcelain", "--untracked-files=all")
 
 
@@ -86,15 +104,13 @@ def test_update_refuses_a_dirty_tree_and_changes_nothing(versioned_template: Pat
                                                          tmp_path: Path) -> None:
     project = tmp_path / "project"
     generate(versioned_template, project)
-    pipeline = project / "src" / "ml_pipeline" / "pipeline.py"
-    pipeline.write_text(USER_LINE + pipeline.read_text(encoding="utf-8"), encoding="utf-8")
+    add_user_line(project)
     (project / "notes.md").write_text("Not committed yet.\n", encoding="utf-8")
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
     before = tree_state(project)
 
     with pytest.raises(UserMessageError, match=r"Destination repository is dirty.*commit or stash"):
-        copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
-                          quiet=True)
+        update(project, NEW)
     assert tree_state(project) == before
 
 
@@ -108,8 +124,7 @@ def test_update_without_answers_file_names_it(versioned_template: Path, tmp_path
     with pytest.raises(UserMessageError,
                        match=re.escape("Cannot update because cannot obtain old template references "
                                        "from `.copier-answers.yml`")):
-        copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True,
-                          quiet=True)
+        update(project, NEW)
     # Copier's message does not say how to recover; the generated README does.
     readme = (project / "README.md").read_text(encoding="utf-8")
     assert "git checkout <commit> -- .copier-answers.yml" in readme
@@ -125,8 +140,7 @@ def test_update_refuses_a_downgrade(versioned_template: Path, tmp_path: Path) ->
     with pytest.raises(UserMessageError,
                        match=re.escape(f"You are downgrading from {NEW} to {OLD}. "
                                        "Downgrades are not supported.")):
-        copier.run_update(str(project), vcs_ref=OLD, defaults=True, overwrite=True, unsafe=True,
-                          quiet=True)
+        update(project, OLD)
     assert tree_state(project) == before
 
 
@@ -136,8 +150,7 @@ MEDIUM_ONLY = ("org_size", "tooling_account_id", "staging_account_id", "prod_acc
 def edit_as_user(project: Path) -> dict[str, str]:
     """The edits of the issue's acceptance: a pipeline line, a quality threshold, an own file.
     Committed; returns the expected content of each edited file."""
-    pipeline = project / "src" / "ml_pipeline" / "pipeline.py"
-    pipeline.write_text(USER_LINE + pipeline.read_text(encoding="utf-8"), encoding="utf-8")
+    pipeline = add_user_line(project)
     config = project / "config" / "pipeline.yml"
     text = config.read_text(encoding="utf-8")
     for default, ours in (("threshold: 70.0", "threshold: 65.0"), ("threshold: 0.9", "threshold: 0.85")):
@@ -164,14 +177,7 @@ def assert_switched_to_medium(project: Path, template: Path, answers: dict, edit
     copier.run_copy(str(template), str(fresh), data=answers, defaults=True, unsafe=True,
                     vcs_ref=NEW, quiet=True, skip_tasks=True)
     assert files_of(project) == files_of(fresh) | {"notes.md"}
-    leftovers = [p for p in project.rglob("*") if ".git" not in p.parts and
-                 (p.suffix == ".rej" or (p.is_file() and "<<<<<<<" in p.read_text(errors="ignore")))]
-    assert leftovers == []
-
-
-def files_of(project: Path) -> set[str]:
-    return {str(p.relative_to(project)) for p in project.rglob("*")
-            if p.is_file() and ".git" not in p.relative_to(project).parts}
+    assert merge_leftovers(project) == []
 
 
 def test_update_switches_small_to_medium_keeping_edits(versioned_template: Path,
@@ -182,8 +188,7 @@ def test_update_switches_small_to_medium_keeping_edits(versioned_template: Path,
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
 
     new_answers = {key: preset("medium")[key] for key in MEDIUM_ONLY}
-    copier.run_update(str(project), vcs_ref=NEW, data=new_answers, defaults=True, overwrite=True,
-                      unsafe=True, quiet=True)
+    update(project, NEW, data=new_answers)
 
     assert_switched_to_medium(project, versioned_template, {**preset("small"), **new_answers}, edits,
                               tmp_path)
@@ -227,7 +232,7 @@ def test_update_leaves_data_alone_and_merges_config(versioned_template: Path, tm
     template_data.write_text(template_data.read_text(encoding="utf-8") + "9,9,9,9,9,9,9,9,9,9,9\n",
                              encoding="utf-8")
     release(versioned_template, "config/pipeline.yml.jinja", "\n# Added in the new template version\n")
-    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
+    update(project, NEW)
 
     assert data.read_text(encoding="utf-8") == ours
     assert "# Added in the new template version" in (
@@ -254,7 +259,7 @@ def test_migration_carries_user_edits_to_a_moved_file(versioned_template: Path, 
     })
     (versioned_template / "copier.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
-    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
+    update(project, NEW)
 
     assert not old_path.exists()
     moved = (project / new).read_text(encoding="utf-8")
