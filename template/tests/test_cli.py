@@ -108,6 +108,26 @@ def test_run_pipeline_names_the_missing_setting(aws, monkeypatch, capsys, variab
 
 
 @ONE_PROBLEM_TYPE
+def test_run_pipeline_puts_the_jobs_in_the_subnets_from_the_environment(aws, monkeypatch):
+    monkeypatch.setenv("SUBNET_IDS", "subnet-0a, subnet-0b")
+    monkeypatch.setenv("SECURITY_GROUP_IDS", "sg-0c")
+    assert cli.main(["run-pipeline", "--no-start"]) == 0
+    definition = json.loads(
+        aws.describe_pipeline(PipelineName=f"{PROJECT}-training")["PipelineDefinition"]
+    )
+    preprocess = definition["Steps"][0]["Arguments"]["NetworkConfig"]["VpcConfig"]
+    assert preprocess == {"Subnets": ["subnet-0a", "subnet-0b"], "SecurityGroupIds": ["sg-0c"]}
+
+
+@ONE_PROBLEM_TYPE
+def test_run_pipeline_refuses_subnets_without_security_groups(aws, monkeypatch, capsys):
+    monkeypatch.setenv("SUBNET_IDS", "subnet-0a")
+    assert cli.main(["run-pipeline"]) == 1
+    assert "--subnet-ids and --security-group-ids go together" in capsys.readouterr().err
+    assert aws.list_pipelines()["PipelineSummaries"] == []
+
+
+@ONE_PROBLEM_TYPE
 def test_run_pipeline_without_the_sdk_says_which_extra_to_install(aws, monkeypatch, capsys):
     # The deploy and smoke-test jobs install the base package only, without the SDK.
     monkeypatch.setitem(sys.modules, "ml_pipeline.pipeline", None)

@@ -21,8 +21,11 @@ PARAMETERS = {
 }
 
 
-def build_definition(problem_type: str, **config_overrides) -> tuple[dict, dict[str, str]]:
+def build_definition(
+    problem_type: str, pipeline_kwargs: dict | None = None, **config_overrides
+) -> tuple[dict, dict[str, str]]:
     """Return the parsed definition and the S3 objects written meanwhile, with their KMS key."""
+    pipeline_kwargs = {"model_package_group_name": GROUP, **(pipeline_kwargs or {})}
     from ml_pipeline.pipeline import get_pipeline
 
     with mock_aws():
@@ -32,10 +35,10 @@ def build_definition(problem_type: str, **config_overrides) -> tuple[dict, dict[
             region=REGION,
             role_arn=ROLE_ARN,
             bucket=BUCKET,
-            model_package_group_name=GROUP,
             kms_key_arn=KMS_KEY_ARN,
             project_name=PROJECT,
             config=make_config(problem_type, **config_overrides),
+            **pipeline_kwargs,
         )
         definition = json.loads(pipeline.definition())
         objects = {
@@ -248,3 +251,43 @@ def test_definition_is_deterministic(built):
     problem_type, definition, _ = built
     again, _ = build_definition(problem_type)
     assert again == definition
+
+
+def job_vpcs(definition: dict) -> dict[str, dict | None]:
+    """The VPC of every job step (None: the job runs in SageMaker's own network)."""
+    vpcs = {}
+    for name, step in steps_by_name(definition).items():
+        args = step.get("Arguments", {})
+        if step["Type"] == "Processing":
+            vpcs[name] = args["NetworkConfig"].get("VpcConfig")
+        elif step["Type"] == "Training":
+            vpcs[name] = args.get("VpcConfig")
+    return vpcs
+
+
+def test_jobs_run_in_sagemaker_network_without_subnets(built):
+    _, definition, _ = built
+    assert job_vpcs(definition) == {"Preprocess": None, "Train": None, "Evaluate": None}
+
+
+def test_every_job_runs_in_the_given_private_subnets():
+    # The large layout: no job may reach the internet, so each one joins the project's VPC.
+    vpc = {"subnet_ids": ["subnet-0a", "subnet-0b"], "security_group_ids": ["sg-0c"]}
+    definition, _ = build_definition("regression", pipeline_kwargs=vpc)
+    expected = {"Subnets": ["subnet-0a", "subnet-0b"], "SecurityGroupIds": ["sg-0c"]}
+    assert job_vpcs(definition) == {"Preprocess": expected, "Train": expected, "Evaluate": expected}
+
+
+def test_subnets_without_security_groups_are_refused():
+    with pytest.raises(ValueError, match="give both or neither"):
+        build_definition("regression", pipeline_kwargs={"subnet_ids": ["subnet-0a"]})
+
+
+def test_registers_into_a_central_registry_by_arn():
+    # The large layout registers into the governance account's group, named by its ARN.
+    central = f"arn:aws:sagemaker:{REGION}:444444444444:model-package-group/{GROUP}"
+    definition, _ = build_definition(
+        "regression", pipeline_kwargs={"model_package_group_name": central}
+    )
+    register = steps_by_name(definition)["RegisterModel"]["Arguments"]
+    assert register["ModelPackageGroupName"] == central

@@ -34,6 +34,12 @@ def _setting(args: argparse.Namespace, attr: str, option: str, env_var: str) -> 
     return value
 
 
+def _id_list(args: argparse.Namespace, attr: str, env_var: str) -> list[str]:
+    """A comma-separated list of ids, from the option or the environment; empty when unset."""
+    value = getattr(args, attr, None) or os.environ.get(env_var, "")
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def _region(args: argparse.Namespace) -> str:
     region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
@@ -79,6 +85,13 @@ def run_pipeline(args: argparse.Namespace) -> None:
         args, "model_package_group", "--model-package-group", "MODEL_PACKAGE_GROUP_NAME"
     )
     kms_key_arn = _setting(args, "kms_key_arn", "--kms-key-arn", "KMS_KEY_ARN")
+    subnet_ids = _id_list(args, "subnet_ids", "SUBNET_IDS")
+    security_group_ids = _id_list(args, "security_group_ids", "SECURITY_GROUP_IDS")
+    if bool(subnet_ids) != bool(security_group_ids):
+        raise CliError(
+            "--subnet-ids and --security-group-ids go together (env SUBNET_IDS and "
+            "SECURITY_GROUP_IDS): give both to run the jobs in a VPC, or neither"
+        )
     region = _region(args)
     config = load_config(args.config)
 
@@ -105,6 +118,8 @@ def run_pipeline(args: argparse.Namespace) -> None:
         kms_key_arn=kms_key_arn,
         project_name=project_name,
         config=config,
+        subnet_ids=subnet_ids,
+        security_group_ids=security_group_ids,
     )
     response = pipeline.upsert(
         role_arn=role_arn,
@@ -229,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--role-arn", help="pipeline role (env SAGEMAKER_PIPELINE_ROLE_ARN)")
     run.add_argument("--model-package-group", help="env MODEL_PACKAGE_GROUP_NAME")
     run.add_argument("--kms-key-arn", help="env KMS_KEY_ARN")
+    run.add_argument(
+        "--subnet-ids",
+        help="comma-separated private subnets every job runs in (env SUBNET_IDS; default: none)",
+    )
+    run.add_argument(
+        "--security-group-ids",
+        help="comma-separated security groups of the jobs (env SECURITY_GROUP_IDS)",
+    )
     run.add_argument("--no-start", action="store_true", help="only create or update the pipeline")
     run.add_argument("--wait", action="store_true", help="wait for the execution to finish")
     run.set_defaults(handler=run_pipeline)

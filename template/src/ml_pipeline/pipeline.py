@@ -7,6 +7,7 @@ processing scripts to the artifact bucket.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import boto3
@@ -99,15 +100,28 @@ def get_pipeline(
     kms_key_arn: str,
     project_name: str,
     config: PipelineConfig,
+    subnet_ids: Sequence[str] = (),
+    security_group_ids: Sequence[str] = (),
     boto_session: boto3.Session | None = None,
 ) -> Pipeline:
-    """Build the training pipeline for `config` (nothing is created in SageMaker here)."""
+    """Build the training pipeline for `config` (nothing is created in SageMaker here).
+
+    With `subnet_ids` and `security_group_ids`, every job runs in those private subnets (the
+    large layout's network stack) instead of SageMaker's own network.
+    """
+    if bool(subnet_ids) != bool(security_group_ids):
+        raise ValueError("subnet_ids and security_group_ids go together: give both or neither")
     session = PipelineSession(
         boto_session=boto_session or boto3.Session(region_name=region),
         default_bucket=bucket,
     )
     tags = [{"Key": "Project", "Value": project_name}]
-    network = NetworkConfig(encrypt_inter_container_traffic=True)
+    vpc = (
+        {"subnets": list(subnet_ids), "security_group_ids": list(security_group_ids)}
+        if subnet_ids
+        else {}
+    )
+    network = NetworkConfig(encrypt_inter_container_traffic=True, **vpc)
 
     input_data = ParameterString(
         name="InputDataUrl", default_value=f"s3://{bucket}/{input_data_key(config)}"
@@ -195,7 +209,7 @@ def get_pipeline(
             instance_count=training_instance_count,
             volume_kms_key_id=kms_key_arn,
         ),
-        networking=Networking(enable_inter_container_traffic_encryption=True),
+        networking=Networking(enable_inter_container_traffic_encryption=True, **vpc),
         output_data_config=OutputDataConfig(
             s3_output_path=f"s3://{bucket}/{pipeline_name(project_name)}/models",
             kms_key_id=kms_key_arn,
