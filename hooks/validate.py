@@ -439,7 +439,8 @@ def check_name_lengths(root: Path) -> list[Finding]:
 
 
 ACCOUNT_ID = re.compile(r"(?<![0-9])[0-9]{12}(?![0-9])")
-ACCOUNT_ANSWERS = ("tooling_account_id", "staging_account_id", "prod_account_id")
+ACCOUNT_ANSWERS = ("tooling_account_id", "staging_account_id", "prod_account_id", "dev_account_id",
+                   "governance_account_id")
 TARGET_ACCOUNT_TEMPLATE = Path("infra/target-account.yml")
 
 
@@ -488,8 +489,9 @@ def check_account_trust(root: Path) -> list[Finding]:
                                             f"{where} trusts account(s) {', '.join(sorted(foreign))}, "
                                             "which the answers do not configure",
                                             "refer to the account through its parameter (ToolingAccountId, "
-                                            "StagingAccountId, ProdAccountId) or AWS::AccountId"))
-    if answers.get("org_size") == "medium":
+                                            "StagingAccountId, ProdAccountId, DevAccountId, "
+                                            "GovernanceAccountId) or AWS::AccountId"))
+    if answers.get("org_size") in ("medium", "large"):
         findings.extend(_check_cross_account_roles(root, answers))
     return findings
 
@@ -526,6 +528,121 @@ def _check_cross_account_roles(root: Path, answers: dict) -> list[Finding]:
     return findings
 
 
+# Large-layout guardrails. The job definitions are the Model Monitor engine's, whose jobs run
+# with a NetworkConfig of their own.
+MONITORING_JOB_DEFINITIONS = ("AWS::SageMaker::DataQualityJobDefinition",
+                              "AWS::SageMaker::ModelQualityJobDefinition",
+                              "AWS::SageMaker::ModelBiasJobDefinition",
+                              "AWS::SageMaker::ModelExplainabilityJobDefinition")
+KMS_KEY_PROPERTIES = ("KmsKeyId", "KmsMasterKeyId", "KMSMasterKeyID", "EncryptionKey", "VolumeKmsKeyId",
+                      "KmsKeyArn")
+README = Path("README.md")
+
+
+def _kms_values(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (property, value) pair of `value` whose property names a KMS key."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _kms_values(item, name)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _kms_values(item, key)
+    elif key in KMS_KEY_PROPERTIES:
+        yield key, value
+
+
+def _boundary_is_the_answer(boundary: Any, parameters: dict, answer: str) -> bool:
+    """The boundary is the answered ARN, directly or through a parameter defaulting to it (a
+    parameter without a default must be passed by whoever deploys the stack)."""
+    if boundary == answer:
+        return True
+    if isinstance(boundary, dict) and "Fn::If" in boundary:
+        return _boundary_is_the_answer(boundary["Fn::If"][1], parameters, answer)
+    if isinstance(boundary, dict) and set(boundary) == {"Ref"}:
+        default = (parameters.get(boundary["Ref"]) or {}).get("Default")
+        return default in (None, answer)
+    return False
+
+
+def _codebuild_variables(template: dict, name_suffix: str) -> dict[str, Any]:
+    for resource in template["Resources"].values():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::CodeBuild::Project" and name_suffix in json.dumps(props.get("Name")):
+            return {v.get("Name"): v.get("Value")
+                    for v in (props.get("Environment") or {}).get("EnvironmentVariables") or []}
+    return {}
+
+
+def check_large_guardrails(root: Path) -> list[Finding]:
+    """Large: a permissions boundary on every role, customer KMS keys everywhere, every SageMaker
+    job and model in the private subnets, the required tags on every stack."""
+    answers = read_answers(root)
+    if answers.get("org_size") != "large":
+        return []
+    boundary_answer = str(answers.get("permissions_boundary_arn", ""))
+    findings = []
+    for path, template in cloudformation_templates(root):
+        rel = str(path.relative_to(root))
+        parameters = template.get("Parameters") or {}
+        for logical_id, resource in template["Resources"].items():
+            kind, props = resource.get("Type"), resource.get("Properties") or {}
+            where = f"{logical_id} ({kind})"
+            if kind == "AWS::IAM::Role" and not _boundary_is_the_answer(
+                    props.get("PermissionsBoundary"), parameters, boundary_answer):
+                findings.append(Finding(rel, "permissions-boundary",
+                                        f"{where} is not bounded by {boundary_answer}",
+                                        "set PermissionsBoundary: !Ref PermissionsBoundaryArn (a parameter "
+                                        "whose default is the permissions_boundary_arn answer)"))
+            if kind == "AWS::SageMaker::Model" and not props.get("VpcConfig"):
+                findings.append(Finding(rel, "vpc-only", f"{where} runs outside the private subnets",
+                                        "set VpcConfig with the network stack's subnets and security group"))
+            if kind in MONITORING_JOB_DEFINITIONS and not (props.get("NetworkConfig") or {}).get("VpcConfig"):
+                findings.append(Finding(rel, "vpc-only", f"{where} runs its jobs outside the private subnets",
+                                        "set NetworkConfig.VpcConfig with the network stack's subnets"))
+            if kind == "AWS::SageMaker::EndpointConfig" and not (props.get("DataCaptureConfig") or {}).get("KmsKeyId"):
+                findings.append(Finding(rel, "kms-everywhere", f"{where} captures data without the KMS key",
+                                        "set DataCaptureConfig.KmsKeyId to the account's key"))
+            for prop, value in _kms_values(props):
+                if "alias/aws/" in json.dumps(value):
+                    findings.append(Finding(rel, "kms-everywhere", f"{where} {prop} is an AWS managed key",
+                                            "use the project's customer managed key, which the key policy "
+                                            "limits to the project's roles"))
+    toolchain_path = root / "infra" / "toolchain.yml"
+    if toolchain_path.is_file():
+        toolchain = load_yaml(toolchain_path)
+        build = _codebuild_variables(toolchain, "-build")
+        if not (build.get("SUBNET_IDS") and build.get("SECURITY_GROUP_IDS")):
+            findings.append(Finding("infra/toolchain.yml", "vpc-only",
+                                    "the build job does not pass SUBNET_IDS and SECURITY_GROUP_IDS, so the "
+                                    "training pipeline's jobs would run outside the private subnets",
+                                    "set both from the network stack's exports on the build project"))
+        deploy = _codebuild_variables(toolchain, "-deploy")
+        if not deploy.get("NETWORK_STACK_NAME"):
+            findings.append(Finding("infra/toolchain.yml", "vpc-only",
+                                    "the deploy job does not name the network stack, so endpoints would run "
+                                    "outside the private subnets",
+                                    "set NETWORK_STACK_NAME on the deploy project"))
+        stack_tags = str(deploy.get("REQUIRED_STACK_TAGS", "")).split()
+        missing = [f"{k}={v}" for k, v in (answers.get("required_tags") or {}).items()
+                   if f"{k}={v}" not in stack_tags]
+        if missing:
+            findings.append(Finding("infra/toolchain.yml", "required-tags",
+                                    f"the deploy job does not tag its stacks with {', '.join(missing)}",
+                                    "list every required tag as key=value in REQUIRED_STACK_TAGS"))
+    if (root / README).is_file():
+        commands = re.findall(r"aws cloudformation deploy[^`]*?(?=\n\s*\n|```)", (root / README).read_text())
+        for command in commands:
+            missing = [f"{k}={v}" for k, v in (answers.get("required_tags") or {}).items()
+                       if f"{k}={v}" not in command]
+            if missing:
+                stack = re.search(r"--stack-name\s+(\S+)", command)
+                findings.append(Finding(str(README), "required-tags",
+                                        f"the deploy command of {stack.group(1) if stack else 'a stack'} "
+                                        f"does not tag it with {', '.join(missing)}",
+                                        "add the required tags to its --tags"))
+    return findings
+
+
 CHECKS: dict[str, Callable[[Path], list[Finding]]] = {
     "YAML/JSON parse": check_parse,
     "no leftover Jinja": check_leftover_jinja,
@@ -536,6 +653,7 @@ CHECKS: dict[str, Callable[[Path], list[Finding]]] = {
     "project tags": check_project_tags,
     "name lengths": check_name_lengths,
     "account trust": check_account_trust,
+    "large guardrails": check_large_guardrails,
 }
 
 

@@ -55,6 +55,19 @@ def medium_copy(medium_project: Path, tmp_path: Path) -> Path:
     return destination
 
 
+@pytest.fixture(scope="session")
+def large_project(render: RenderFn) -> Path:
+    """The large preset (governance, tooling, dev, staging, prod) rendered once, with the hooks."""
+    return render("large")
+
+
+@pytest.fixture
+def large_copy(large_project: Path, tmp_path: Path) -> Path:
+    destination = tmp_path / "large-project"
+    shutil.copytree(large_project, destination)
+    return destination
+
+
 @pytest.fixture
 def project_copy(small_project: Path, tmp_path: Path) -> Path:
     destination = tmp_path / "project"

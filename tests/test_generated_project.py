@@ -16,13 +16,12 @@ def run(python: Path, project: Path, *command: str) -> subprocess.CompletedProce
                           env=offline_env(python))
 
 
-@pytest.fixture(scope="module", params=["regression", "binary_classification", "medium"])
-def generated_project(request: pytest.FixtureRequest, render, small_project: Path,
-                      medium_project: Path) -> Path:
+@pytest.fixture(scope="module", params=["regression", "binary_classification", "medium", "large"])
+def generated_project(request: pytest.FixtureRequest, render, small_project: Path) -> Path:
     if request.param == "regression":
         return small_project
-    if request.param == "medium":
-        return medium_project
+    if request.param in ("medium", "large"):
+        return request.getfixturevalue(f"{request.param}_project")
     return render("small", problem_type="binary_classification", project_name="fraud-model",
                   repository_id="my-org/fraud-model")
 

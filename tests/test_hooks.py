@@ -53,7 +53,7 @@ def test_hook_exit_status_and_report_name_the_file_rule_and_fix(project_copy: Pa
 def test_hook_succeeds_on_clean_project(small_project: Path) -> None:
     result = run_hook(small_project)
     assert result.returncode == 0, result.stderr
-    assert "checks passed (9 of 9 run)" in result.stderr
+    assert f"checks passed ({len(validate.CHECKS)} of {len(validate.CHECKS)} run)" in result.stderr
 
 
 def test_broken_yaml_is_reported(project_copy: Path) -> None:
@@ -264,3 +264,104 @@ def test_pipeline_without_a_prod_account_role_is_reported(medium_copy: Path) -> 
     findings = validate.check_account_trust(medium_copy)
     assert [(f.path, f.rule) for f in findings] == [("infra/toolchain.yml", "cross-account-roles")]
     assert "prod account 333333333333" in findings[0].message
+
+
+def test_large_project_passes_every_check(large_project: Path) -> None:
+    assert validate.validate(large_project) == ([], [])
+
+
+def test_dev_and_governance_accounts_are_configured_in_large(large_copy: Path) -> None:
+    """The two large-only accounts count as configured; a sixth account does not."""
+    assert validate.check_account_trust(large_copy) == []
+
+    def trust_a_sixth_account(template: dict) -> None:
+        group = first_resource(template, "AWS::SageMaker::ModelPackageGroup")["Properties"]
+        reader = next(s for s in group["ModelPackageGroupPolicy"]["Statement"]
+                      if s["Sid"] == "DevAccountReadsTheRegistry")
+        reader["Principal"]["AWS"] = "arn:aws:iam::666666666666:root"
+
+    rewrite_template(large_copy, "infra/governance-account.yml", trust_a_sixth_account)
+    findings = validate.check_account_trust(large_copy)
+    assert [(f.path, f.rule) for f in findings] == [("infra/governance-account.yml", "trust-policy")]
+    assert "666666666666" in findings[0].message
+
+
+def _break_toolchain_build_network(template: dict) -> None:
+    variables = template["Resources"]["BuildProject"]["Properties"]["Environment"]["EnvironmentVariables"]
+    variables[:] = [v for v in variables if v["Name"] != "SUBNET_IDS"]
+
+
+def _break_deploy_network(template: dict) -> None:
+    variables = template["Resources"]["DeployProject"]["Properties"]["Environment"]["EnvironmentVariables"]
+    variables[:] = [v for v in variables if v["Name"] != "NETWORK_STACK_NAME"]
+
+
+def _break_required_tags(template: dict) -> None:
+    variables = template["Resources"]["DeployProject"]["Properties"]["Environment"]["EnvironmentVariables"]
+    tags = next(v for v in variables if v["Name"] == "REQUIRED_STACK_TAGS")
+    tags["Value"] = tags["Value"].replace("owner=ml-platform@example.com", "")
+
+
+def _unbound_role(template: dict) -> None:
+    first_resource(template, "AWS::IAM::Role")["Properties"].pop("PermissionsBoundary")
+
+
+def _other_boundary(template: dict) -> None:
+    template["Parameters"]["PermissionsBoundaryArn"]["Default"] = "arn:aws:iam::555555555555:policy/Other"
+
+
+def _model_outside_vpc(template: dict) -> None:
+    first_resource(template, "AWS::SageMaker::Model")["Properties"].pop("VpcConfig")
+
+
+def _aws_managed_key(template: dict) -> None:
+    topic = first_resource(template, "AWS::SNS::Topic")["Properties"]
+    topic["KmsMasterKeyId"] = "alias/aws/sns"
+
+
+def _capture_without_key(template: dict) -> None:
+    config = first_resource(template, "AWS::SageMaker::EndpointConfig")["Properties"]
+    config["DataCaptureConfig"].pop("KmsKeyId")
+
+
+LARGE_BREAKS = [
+    ("infra/toolchain.yml", _unbound_role, "permissions-boundary", "is not bounded by"),
+    ("infra/target-account.yml", _other_boundary, "permissions-boundary", "is not bounded by"),
+    ("infra/endpoint.yml", _model_outside_vpc, "vpc-only", "runs outside the private subnets"),
+    ("infra/toolchain.yml", _aws_managed_key, "kms-everywhere", "is an AWS managed key"),
+    ("infra/endpoint.yml", _capture_without_key, "kms-everywhere", "captures data without the KMS key"),
+    ("infra/toolchain.yml", _break_toolchain_build_network, "vpc-only", "does not pass SUBNET_IDS"),
+    ("infra/toolchain.yml", _break_deploy_network, "vpc-only", "does not name the network stack"),
+    ("infra/toolchain.yml", _break_required_tags, "required-tags", "owner=ml-platform@example.com"),
+]
+
+
+@pytest.mark.parametrize(("relative", "change", "rule", "message"), LARGE_BREAKS,
+                         ids=[change.__name__.strip("_") for _, change, _, _ in LARGE_BREAKS])
+def test_large_guardrail_violation_is_reported(large_copy: Path, relative: str, change, rule: str,
+                                               message: str) -> None:
+    assert validate.check_large_guardrails(large_copy) == []
+    rewrite_template(large_copy, relative, change)
+    findings = validate.check_large_guardrails(large_copy)
+    # One finding per affected resource (a changed parameter default affects each of its roles).
+    assert {(f.path, f.rule) for f in findings} == {(relative, rule)}
+    assert all(message in f.message and f.fix for f in findings)
+
+
+def test_readme_deploy_command_without_the_required_tags_is_reported(large_copy: Path) -> None:
+    readme = large_copy / "README.md"
+    text = readme.read_text()
+    command = "--stack-name fraud-scoring-registry"
+    start = text.index(command)
+    end = text.index("```", start)
+    readme.write_text(text[:start] + text[start:end].replace(" data-classification=confidential", "")
+                      + text[end:])
+    findings = validate.check_large_guardrails(large_copy)
+    assert [(f.path, f.rule) for f in findings] == [("README.md", "required-tags")]
+    assert "fraud-scoring-registry" in findings[0].message
+    assert "data-classification=confidential" in findings[0].message
+
+
+def test_guardrails_do_not_apply_below_large(medium_copy: Path) -> None:
+    rewrite_template(medium_copy, "infra/endpoint.yml", _model_outside_vpc)
+    assert validate.check_large_guardrails(medium_copy) == []

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import copier
@@ -145,6 +146,8 @@ def test_update_refuses_a_downgrade(versioned_template: Path, tmp_path: Path) ->
 
 
 MEDIUM_ONLY = ("org_size", "tooling_account_id", "staging_account_id", "prod_account_id")
+LARGE_ONLY = ("org_size", "dev_account_id", "governance_account_id", "permissions_boundary_arn",
+              "required_tags")
 
 
 def edit_as_user(project: Path) -> dict[str, str]:
@@ -163,17 +166,18 @@ def edit_as_user(project: Path) -> dict[str, str]:
             for path in (pipeline, config, project / "notes.md")}
 
 
-def assert_switched_to_medium(project: Path, template: Path, answers: dict, edits: dict[str, str],
-                              tmp_path: Path) -> None:
+def assert_switched(project: Path, template: Path, answers: dict, edits: dict[str, str],
+                    tmp_path: Path) -> None:
+    """The project is what a fresh render of `answers` at NEW is, plus the user's edits."""
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
-    assert recorded["org_size"] == "medium"
+    assert recorded["org_size"] == answers["org_size"]
     assert recorded["_commit"] == NEW
     for relative, content in edits.items():
         assert (project / relative).read_text(encoding="utf-8") == content, relative
     assert (project / "infra" / "target-account.yml").is_file()
-    # A fresh medium render of the same answers is what the project must hold besides the
-    # user's own file: anything more is a small-only file the switch left behind.
-    fresh = tmp_path / "fresh-medium"
+    # A fresh render of the same answers is what the project must hold besides the user's own
+    # file: anything more is a file of the smaller size that the switch left behind.
+    fresh = tmp_path / f"fresh-{answers['org_size']}"
     copier.run_copy(str(template), str(fresh), data=answers, defaults=True, unsafe=True,
                     vcs_ref=NEW, quiet=True, skip_tasks=True)
     assert files_of(project) == files_of(fresh) | {"notes.md"}
@@ -190,8 +194,7 @@ def test_update_switches_small_to_medium_keeping_edits(versioned_template: Path,
     new_answers = {key: preset("medium")[key] for key in MEDIUM_ONLY}
     update(project, NEW, data=new_answers)
 
-    assert_switched_to_medium(project, versioned_template, {**preset("small"), **new_answers}, edits,
-                              tmp_path)
+    assert_switched(project, versioned_template, {**preset("small"), **new_answers}, edits, tmp_path)
 
 
 def test_small_readme_documents_the_switch_and_its_deploy_order(versioned_template: Path,
@@ -218,7 +221,47 @@ def test_update_cli_switches_to_the_medium_preset(versioned_template: Path, tmp_
                     "--data-file", str(VARIANTS / "medium.yml"), "--vcs-ref", NEW, "--quiet"],
                    cwd=project, check=True, capture_output=True, text=True)
 
-    assert_switched_to_medium(project, versioned_template, preset("medium"), edits, tmp_path)
+    assert_switched(project, versioned_template, preset("medium"), edits, tmp_path)
+
+
+def test_update_cli_switches_medium_to_the_large_preset(versioned_template: Path, tmp_path: Path,
+                                                        record_property) -> None:
+    """Medium to large with the documented command; the update's duration goes to the report."""
+    project = tmp_path / "project"
+    as_medium = {key: value for key, value in preset("large").items() if key not in LARGE_ONLY}
+    generate(versioned_template, project, answers={**as_medium, "org_size": "medium"})
+    edits = edit_as_user(project)
+    release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
+
+    started = time.monotonic()
+    subprocess.run([str(Path(sys.executable).with_name("copier")), "update", "--trust", "--defaults",
+                    "--data-file", str(VARIANTS / "large.yml"), "--vcs-ref", NEW, "--quiet"],
+                   cwd=project, check=True, capture_output=True, text=True)
+    record_property("copier_update_to_large_seconds", round(time.monotonic() - started, 1))
+
+    assert_switched(project, versioned_template, preset("large"), edits, tmp_path)
+    assert (project / "infra" / "network.yml").is_file()
+    assert (project / "infra" / "governance-account.yml").is_file()
+
+
+def test_large_update_to_a_newer_version_keeps_edits(versioned_template: Path, tmp_path: Path,
+                                                     record_property) -> None:
+    """The issue's measured case: one `copier update` of a large project to a newer tag."""
+    project = tmp_path / "project"
+    generate(versioned_template, project, answers=preset("large"))
+    edits = edit_as_user(project)
+    release(versioned_template, "infra/{% if org_size == 'large' %}network.yml{% endif %}",
+            "# Added in the new template version.\n")
+
+    started = time.monotonic()
+    update(project, NEW)
+    record_property("copier_update_large_seconds", round(time.monotonic() - started, 1))
+
+    for relative, content in edits.items():
+        assert (project / relative).read_text(encoding="utf-8") == content, relative
+    assert (project / "infra" / "network.yml").read_text(encoding="utf-8").endswith(
+        "# Added in the new template version.\n")
+    assert merge_leftovers(project) == []
 
 
 def test_update_leaves_data_alone_and_merges_config(versioned_template: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import yaml
 from support import TEMPLATE_ROOT, VARIANTS, offline_env, preset
 
 BAD_ANSWERS = [
-    ("org_size", "large", "'large' is not in ['small', 'medium']"),
+    ("org_size", "huge", "'huge' is not in ['small', 'medium', 'large']"),
     ("project_name", "1-starts-with-digit", "not a valid project name"),
     ("project_name", "a" * 33, "not a valid project name"),
     ("project_name", "ends-with-hyphen-", "not a valid project name"),
@@ -67,17 +67,61 @@ BAD_ACCOUNTS = [
      "The prod account id must differ from the staging account id (222222222222)"),
 ]
 
+# Large adds two accounts and the organisation's guardrails; the medium checks apply as well.
+BAD_LARGE_ANSWERS = [
+    ({"dev_account_id": "4444"}, "dev_account_id", 'The dev account id "4444" must be 12 digits'),
+    ({"dev_account_id": "333333333333"}, "dev_account_id",
+     "The dev account id must differ from the tooling (111111111111), staging"),
+    ({"governance_account_id": "x55555555555"}, "governance_account_id",
+     'The governance account id "x55555555555" must be 12 digits'),
+    ({"governance_account_id": "444444444444"}, "governance_account_id",
+     "The governance account id must differ from the tooling (111111111111)"),
+    ({"staging_account_id": "111111111111"}, "staging_account_id",
+     "The staging account id must differ from the tooling account id (111111111111)"),
+    ({"permissions_boundary_arn": ""}, "permissions_boundary_arn",
+     "The large layout needs a permissions boundary"),
+    ({"permissions_boundary_arn": "arn:aws:iam::555555555555:role/Boundary"},
+     "permissions_boundary_arn", "is not an IAM policy ARN"),
+    ({"required_tags": {}}, "required_tags", "Give the required tags as a non-empty YAML mapping"),
+    ({"required_tags": ["owner"]}, "required_tags", "non-empty YAML mapping"),
+    ({"required_tags": {"aws:owner": "x"}}, "required_tags", 'Tag key "aws:owner" is reserved'),
+    ({"required_tags": {"Project": "x"}}, "required_tags", 'Tag key "Project" is reserved'),
+    ({"required_tags": {"owner": "a<b"}}, "required_tags", 'The value of tag "owner" must be text'),
+    ({"required_tags": {"cost centre!": "1"}}, "required_tags", 'Tag key "cost centre!" must be'),
+]
 
-@pytest.mark.parametrize(("change", "question", "message"), BAD_ACCOUNTS,
-                         ids=[f"{q}={next(iter(c.values()))!r}" for c, q, _ in BAD_ACCOUNTS])
-def test_bad_or_duplicate_account_id_is_refused_and_nothing_is_written(
-        template_snapshot: Path, tmp_path: Path, change: dict, question: str, message: str) -> None:
+
+@pytest.mark.parametrize(
+    ("size", "change", "question", "message"),
+    [("medium", *case) for case in BAD_ACCOUNTS] + [("large", *case) for case in BAD_LARGE_ANSWERS],
+    ids=[f"medium-{q}={next(iter(c.values()))!r}" for c, q, _ in BAD_ACCOUNTS]
+    + [f"large-{q}={next(iter(c.values()))!r}" for c, q, _ in BAD_LARGE_ANSWERS])
+def test_bad_account_or_guardrail_answer_is_refused_and_nothing_is_written(
+        template_snapshot: Path, tmp_path: Path, size: str, change: dict, question: str,
+        message: str) -> None:
     destination = tmp_path / "project"
     with pytest.raises(ValueError, match=re.escape(message)) as refused:
         copier.run_copy(str(template_snapshot), str(destination),
-                        data={**preset("medium"), **change},
+                        data={**preset(size), **change},
                         defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
     assert question in str(refused.value)
+    assert not destination.exists()
+
+
+def test_large_without_a_permissions_boundary_fails_on_the_command_line(template_snapshot: Path,
+                                                                      tmp_path: Path) -> None:
+    """A preset without the boundary ARN: --defaults cannot invent one, so the copy stops."""
+    answers = {key: value for key, value in preset("large").items()
+               if key != "permissions_boundary_arn"}
+    data_file = tmp_path / "answers.yml"
+    data_file.write_text(yaml.safe_dump(answers))
+    destination = tmp_path / "project"
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
+         "--data-file", str(data_file), str(template_snapshot), str(destination)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    assert "The large layout needs a permissions boundary" in result.stderr
     assert not destination.exists()
 
 

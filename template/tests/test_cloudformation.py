@@ -50,6 +50,8 @@ ENDPOINT_PARAMETERS = {
     "KmsKeyArn",
     "MaxInstanceCount",
     "TargetInvocationsPerInstance",
+    "SubnetIds",
+    "SecurityGroupIds",
 }
 # Multi-account projects (org_size medium) run the endpoints, and their roles, in the staging and
 # prod accounts: tests/test_target_account.py covers those roles there.
@@ -65,7 +67,29 @@ RESOURCELESS_ACTIONS = {
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:DescribeScalingActivities",
     "application-autoscaling:DescribeScalingPolicies",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
 }
+# Network-interface actions scoped by a condition on the VPC instead of by resource (large: jobs
+# and endpoints attach interfaces in the project's private subnets).
+VPC_SCOPED_ACTIONS = {
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+}
+
+
+def star_resource_is_justified(statement: dict) -> bool:
+    """A statement on "*" grants only actions IAM cannot scope, or VPC-conditioned ones."""
+    actions = set(as_list(statement["Action"]))
+    if actions <= RESOURCELESS_ACTIONS:
+        return True
+    vpc_condition = statement.get("Condition", {}).get("ArnEquals", {}).get("ec2:Vpc")
+    return actions <= VPC_SCOPED_ACTIONS and vpc_condition is not None
 
 
 def region() -> str:
@@ -338,9 +362,13 @@ def test_project_key_rotates_and_only_project_roles_use_it(toolchain: dict) -> N
             principals = as_list(statement["Condition"]["ArnEquals"]["aws:PrincipalArn"])
             assert all(p["Fn::GetAtt"][1] == "Arn" for p in principals)
         elif "AWS" in statement["Principal"]:
-            # Other accounts (multi-account projects) may only decrypt, and only named roles.
+            # Other accounts (multi-account projects) may only decrypt: named roles, or (the
+            # large layout's dev account) only through S3 reading the model artifacts.
             assert actions <= {"kms:Decrypt", "kms:DescribeKey"}, statement["Sid"]
-            assert statement["Condition"]["ArnEquals"]["aws:PrincipalArn"], statement["Sid"]
+            condition = statement["Condition"]
+            assert condition.get("ArnEquals", {}).get("aws:PrincipalArn") or condition.get(
+                "StringEquals", {}
+            ).get("kms:ViaService"), statement["Sid"]
 
 
 # --- toolchain: IAM ---------------------------------------------------------------------------
@@ -369,7 +397,7 @@ def test_no_wildcard_actions_and_star_resources_only_where_iam_has_no_resource(
         assert statement["Effect"] == "Allow", logical_id
         assert not [a for a in actions if a == "*" or a.endswith(":*")], (logical_id, actions)
         if "*" in as_list(statement["Resource"]):
-            assert set(actions) <= RESOURCELESS_ACTIONS, (logical_id, statement.get("Sid"))
+            assert star_resource_is_justified(statement), (logical_id, statement.get("Sid"))
 
 
 def test_roles_are_passed_only_to_their_service(toolchain: dict) -> None:
@@ -594,13 +622,22 @@ def project_name() -> str:
     return name if name != name.lower() else name[0].upper() + name[1:]
 
 
-def cli_environment(monkeypatch: pytest.MonkeyPatch, project: str) -> None:
+def model_package_group(toolchain: dict, project: str) -> str:
+    """The group the build job registers into: a name, or the central registry's ARN (large)."""
+    build = toolchain["Resources"]["BuildProject"]["Properties"]["Environment"]
+    (value,) = [
+        v["Value"] for v in build["EnvironmentVariables"] if v["Name"] == "MODEL_PACKAGE_GROUP_NAME"
+    ]
+    return resolve(value, toolchain, {"ProjectName": project, "ProjectNameLower": project.lower()})
+
+
+def cli_environment(monkeypatch: pytest.MonkeyPatch, project: str, group: str = "") -> None:
     for name, value in {
         "PROJECT_NAME": project,
         "AWS_REGION": region(),
         "ARTIFACT_BUCKET": BUCKET,
         "SAGEMAKER_PIPELINE_ROLE_ARN": role_arn("SageMakerPipelineRole"),
-        "MODEL_PACKAGE_GROUP_NAME": f"{project}-models",
+        "MODEL_PACKAGE_GROUP_NAME": group or f"{project}-models",
         "KMS_KEY_ARN": kms_key_arn(),
         "PIPELINE_CONFIG": str(REPO_ROOT / "config" / "pipeline.yml"),
     }.items():
@@ -612,7 +649,7 @@ def training_run(toolchain: dict) -> SimpleNamespace:
     """`ml-pipeline run-pipeline` as BuildRole, twice (create, then update), against moto."""
     project = project_name()
     with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
-        cli_environment(monkeypatch, project)
+        cli_environment(monkeypatch, project, model_package_group(toolchain, project))
         boto3.client("s3", region_name=region()).create_bucket(
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": region()}
         )
@@ -770,9 +807,14 @@ def pipeline_role_needs(definition: PipelineDefinition) -> list[Need]:
             needs += _job_needs(definition, name, step)
         elif step["Type"] == "RegisterModel":
             group = step["Arguments"]["ModelPackageGroupName"]
-            version = sagemaker_arn(f"model-package/{group}/1")
+            if group.startswith("arn:"):  # a central registry in another account
+                group_arn = group.lower()
+                version = group_arn.replace(":model-package-group/", ":model-package/") + "/1"
+            else:
+                group_arn = sagemaker_arn(f"model-package-group/{group}")
+                version = sagemaker_arn(f"model-package/{group}/1")
             needs += [
-                Need("sagemaker:CreateModelPackage", sagemaker_arn(f"model-package-group/{group}")),
+                Need("sagemaker:CreateModelPackage", group_arn),
                 Need("sagemaker:CreateModelPackage", version),
                 Need("sagemaker:DescribeModelPackage", version),
             ]
@@ -984,8 +1026,9 @@ def _matches(pattern: Any, event: Any) -> bool:
     return False
 
 
-def _package_event(group: str, status: str) -> dict:
+def _package_event(group: str, status: str, account: str = ACCOUNT) -> dict:
     return {
+        "account": account,
         "source": "aws.sagemaker",
         "detail-type": "SageMaker Model Package State Change",
         "detail": {
@@ -1000,12 +1043,16 @@ def test_model_approval_starts_the_deploy_pipeline_for_this_group_only(toolchain
     rule = toolchain["Resources"]["ModelApprovedRule"]["Properties"]
     pattern = resolve(rule["EventPattern"], toolchain)
     group = f"{resolve({'Ref': 'ProjectName'}, toolchain)}-models"
-    assert _matches(pattern, _package_event(group, "Approved"))
-    assert _matches(pattern, _package_event(group.upper(), "Approved"))
+    registry = registry_account(toolchain)
+    assert _matches(pattern, _package_event(group, "Approved", registry))
+    assert _matches(pattern, _package_event(group.upper(), "Approved", registry))
     for status in ("PendingManualApproval", "Rejected"):
-        assert not _matches(pattern, _package_event(group, status))
+        assert not _matches(pattern, _package_event(group, status, registry))
     for other in (f"{group}-old", f"x{group}", "another-project-models"):
-        assert not _matches(pattern, _package_event(other, "Approved"))
+        assert not _matches(pattern, _package_event(other, "Approved", registry))
+    if registry != ACCOUNT:
+        # Forwarded events from any other account, say a compromised one, start nothing.
+        assert not _matches(pattern, _package_event(group, "Approved", ACCOUNT))
     (target,) = rule["Targets"]
     assert target["Arn"]["Fn::Sub"].endswith(":${DeployPipeline}")
     role = toolchain["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
@@ -1015,12 +1062,23 @@ def test_model_approval_starts_the_deploy_pipeline_for_this_group_only(toolchain
     assert statement["Resource"] == target["Arn"]
 
 
+def registry_account(toolchain: dict) -> str:
+    """The account whose registry approvals start the deploy: the governance account (large)."""
+    governance = toolchain["Parameters"].get("GovernanceAccountId")
+    return governance["Default"] if governance else ACCOUNT
+
+
 def test_model_package_group_is_the_one_the_rule_watches(toolchain: dict) -> None:
-    (group,) = resources(toolchain, "AWS::SageMaker::ModelPackageGroup").values()
-    name = resolve(group["Properties"]["ModelPackageGroupName"], toolchain)
+    # The large layout's group is the governance account's (infra/governance-account.yml).
+    registry = INFRA / "governance-account.yml"
+    owner = load(registry) if registry.is_file() else toolchain
+    (group,) = resources(owner, "AWS::SageMaker::ModelPackageGroup").values()
+    assert not (registry.is_file() and resources(toolchain, "AWS::SageMaker::ModelPackageGroup"))
+    name = resolve(group["Properties"]["ModelPackageGroupName"], owner)
     assert name == f"{resolve({'Ref': 'ProjectName'}, toolchain)}-models"
     pattern = resolve(toolchain["Resources"]["ModelApprovedRule"]["Properties"], toolchain)
-    assert _matches(pattern["EventPattern"], _package_event(name, "Approved"))
+    event = _package_event(name, "Approved", registry_account(toolchain))
+    assert _matches(pattern["EventPattern"], event)
 
 
 def test_lower_case_project_name_parameter_matches_project_name(toolchain: dict) -> None:
