@@ -1,5 +1,6 @@
 """The repository's own tooling stays hermetic and in step with pyproject.toml."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -40,3 +41,21 @@ def test_pre_commit_hooks_are_local_and_pinned_like_the_dev_extra():
             assert pinned == version, (
                 f"hook {hook['id']}: {package}=={version}, pyproject: {pinned}"
             )
+
+
+# Renovate's Copier manager finds answers files by this pattern (its documented default).
+RENOVATE_COPIER_FILES = re.compile(r"(^|/)\.copier-answers(\..+)?\.ya?ml")
+
+
+def test_renovate_updates_the_template_with_its_hook_allowed():
+    config = json.loads((ROOT / "renovate.json").read_text())
+    assert config["enabledManagers"] == ["copier"]
+    # The template validates the merged result with a hook, which Copier runs only with --trust;
+    # Renovate passes --trust only when scripts are not ignored.
+    assert config["ignoreScripts"] is False
+    (rule,) = config["packageRules"]
+    assert rule["matchManagers"] == ["copier"]
+    assert rule["versioning"] == "pep440"
+    answers = [p.relative_to(ROOT).as_posix() for p in ROOT.glob(".copier-answers*.y*ml")]
+    assert answers, "Copier writes the answers file Renovate reads"
+    assert all(RENOVATE_COPIER_FILES.search(name) for name in answers)
