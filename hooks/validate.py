@@ -551,17 +551,17 @@ def _kms_values(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
         yield key, value
 
 
-def _boundary_is_the_answer(boundary: Any, parameters: dict, answer: str) -> bool:
-    """The boundary is the answered ARN, directly or through a parameter defaulting to it (a
-    parameter without a default must be passed by whoever deploys the stack)."""
-    if boundary == answer:
-        return True
-    if isinstance(boundary, dict) and "Fn::If" in boundary:
-        return _boundary_is_the_answer(boundary["Fn::If"][1], parameters, answer)
-    if isinstance(boundary, dict) and set(boundary) == {"Ref"}:
-        default = (parameters.get(boundary["Ref"]) or {}).get("Default")
-        return default in (None, answer)
-    return False
+BOUNDARY_IN_OWN_ACCOUNT = re.compile(r"^arn:\$\{AWS::Partition\}:iam::\$\{AWS::AccountId\}:policy/\$\{(\w+)\}$")
+
+
+def _boundary_is_the_answer(boundary: Any, parameters: dict, policy: str) -> bool:
+    """The boundary is the answered policy (path and name) of the role's own account: IAM only
+    attaches a policy of that account. A parameter without a default is passed at deploy time."""
+    text = boundary.get("Fn::Sub") if isinstance(boundary, dict) else None
+    match = BOUNDARY_IN_OWN_ACCOUNT.match(text) if isinstance(text, str) else None
+    if not match:
+        return False
+    return (parameters.get(match.group(1)) or {}).get("Default", policy) == policy
 
 
 def _codebuild_variables(template: dict, name_suffix: str) -> dict[str, Any]:
@@ -579,7 +579,7 @@ def check_large_guardrails(root: Path) -> list[Finding]:
     answers = read_answers(root)
     if answers.get("org_size") != "large":
         return []
-    boundary_answer = str(answers.get("permissions_boundary_arn", ""))
+    boundary_policy = str(answers.get("permissions_boundary_arn", "")).partition(":policy/")[2]
     findings = []
     for path, template in cloudformation_templates(root):
         rel = str(path.relative_to(root))
@@ -588,11 +588,12 @@ def check_large_guardrails(root: Path) -> list[Finding]:
             kind, props = resource.get("Type"), resource.get("Properties") or {}
             where = f"{logical_id} ({kind})"
             if kind == "AWS::IAM::Role" and not _boundary_is_the_answer(
-                    props.get("PermissionsBoundary"), parameters, boundary_answer):
+                    props.get("PermissionsBoundary"), parameters, boundary_policy):
                 findings.append(Finding(rel, "permissions-boundary",
-                                        f"{where} is not bounded by {boundary_answer}",
-                                        "set PermissionsBoundary: !Ref PermissionsBoundaryArn (a parameter "
-                                        "whose default is the permissions_boundary_arn answer)"))
+                                        f"{where} is not bounded by the policy {boundary_policy} of its account",
+                                        "set PermissionsBoundary: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:"
+                                        "policy/${PermissionsBoundaryPolicy}, a parameter whose default is the "
+                                        "path and name of the permissions_boundary_arn answer"))
             if kind == "AWS::SageMaker::Model" and not props.get("VpcConfig"):
                 findings.append(Finding(rel, "vpc-only", f"{where} runs outside the private subnets",
                                         "set VpcConfig with the network stack's subnets and security group"))

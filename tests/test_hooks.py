@@ -307,7 +307,7 @@ def _unbound_role(template: dict) -> None:
 
 
 def _other_boundary(template: dict) -> None:
-    template["Parameters"]["PermissionsBoundaryArn"]["Default"] = "arn:aws:iam::555555555555:policy/Other"
+    template["Parameters"]["PermissionsBoundaryPolicy"]["Default"] = "org/OtherBoundary"
 
 
 def _model_outside_vpc(template: dict) -> None:
@@ -324,8 +324,15 @@ def _capture_without_key(template: dict) -> None:
     config["DataCaptureConfig"].pop("KmsKeyId")
 
 
+def _governance_account_boundary(template: dict) -> None:
+    """A fixed account's policy: IAM refuses it for roles of every other account."""
+    role = first_resource(template, "AWS::IAM::Role")["Properties"]
+    role["PermissionsBoundary"] = "arn:aws:iam::555555555555:policy/org/WorkloadBoundary"
+
+
 LARGE_BREAKS = [
     ("infra/toolchain.yml", _unbound_role, "permissions-boundary", "is not bounded by"),
+    ("infra/network.yml", _governance_account_boundary, "permissions-boundary", "of its account"),
     ("infra/target-account.yml", _other_boundary, "permissions-boundary", "is not bounded by"),
     ("infra/endpoint.yml", _model_outside_vpc, "vpc-only", "runs outside the private subnets"),
     ("infra/toolchain.yml", _aws_managed_key, "kms-everywhere", "is an AWS managed key"),
