@@ -48,11 +48,15 @@ def medium_project(render: RenderFn) -> Path:
     return render("medium")
 
 
+def _copy(project: Path, destination: Path) -> Path:
+    """A copy of a session-wide rendered project that one test may change."""
+    shutil.copytree(project, destination)
+    return destination
+
+
 @pytest.fixture
 def medium_copy(medium_project: Path, tmp_path: Path) -> Path:
-    destination = tmp_path / "medium-project"
-    shutil.copytree(medium_project, destination)
-    return destination
+    return _copy(medium_project, tmp_path / "medium-project")
 
 
 @pytest.fixture(scope="session")
@@ -63,16 +67,12 @@ def large_project(render: RenderFn) -> Path:
 
 @pytest.fixture
 def large_copy(large_project: Path, tmp_path: Path) -> Path:
-    destination = tmp_path / "large-project"
-    shutil.copytree(large_project, destination)
-    return destination
+    return _copy(large_project, tmp_path / "large-project")
 
 
 @pytest.fixture
 def project_copy(small_project: Path, tmp_path: Path) -> Path:
-    destination = tmp_path / "project"
-    shutil.copytree(small_project, destination)
-    return destination
+    return _copy(small_project, tmp_path / "project")
 
 
 @pytest.fixture(scope="session")
