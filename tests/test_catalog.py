@@ -1,0 +1,421 @@
+"""catalog/: the SageMaker Projects portfolio, the product (provisioning artifact), the seed that
+renders a project into its repository, and the publish command."""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import copier
+import pytest
+import yaml
+from botocore.stub import ANY, Stubber
+from cfnlint.decode import decode
+from support import TEMPLATE_ROOT, git, preset
+
+CATALOG = TEMPLATE_ROOT / "catalog"
+sys.path.insert(0, str(CATALOG))
+
+import seed  # noqa: E402
+import seed_trigger  # noqa: E402
+
+LONGEST_NAME = "a" + "b-" * 15 + "c"  # 32 characters, the SageMaker maximum
+LONGEST_ID = "p-" + "a1b2c3d4e5f6g7h8i9"  # 20 characters, the SageMaker maximum
+LONGEST_REGION = "ap-southeast-7"
+OLD, NEW = "1000.0.0", "1000.1.0"
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+
+def template(name: str) -> dict:
+    parsed, errors = decode(str(CATALOG / name))
+    assert not errors, errors
+    return parsed
+
+
+def product_answers(size: str, **overrides: str) -> dict[str, str]:
+    """The answers product.yml's Seed resource hands the build, built the way its properties are."""
+    answers = dict(preset(size))
+    answers["aws_region"] = REGION
+    if size == "medium":
+        answers["tooling_account_id"] = ACCOUNT  # the provisioning account is the tooling account
+    return {**answers, **overrides}
+
+
+# ------------------------------------------------------------------ lint -----------------------
+
+def test_catalog_templates_are_cfn_lint_clean() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(cfn_lint), *map(str, sorted(CATALOG.glob("*.yml")))], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_catalog_templates_are_checkov_clean_and_every_skip_has_a_reason() -> None:
+    checkov = Path(sys.executable).with_name("checkov")
+    result = subprocess.run([str(checkov), "--directory", str(CATALOG), "--framework", "cloudformation",
+                             "--skip-download", "--quiet", "--compact"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("portfolio.yml", "product.yml"):
+        for logical_id, resource in template(name)["Resources"].items():
+            for skip in (resource.get("Metadata", {}).get("checkov") or {}).get("skip", []):
+                assert len(skip.get("comment", "").split()) >= 8, f"{name} {logical_id}: {skip['id']} has no reason"
+
+
+def test_portfolio_defines_what_studio_needs() -> None:
+    resources = template("portfolio.yml")["Resources"]
+    types = {r["Type"] for r in resources.values()}
+    assert {"AWS::ServiceCatalog::Portfolio", "AWS::ServiceCatalog::CloudFormationProduct",
+            "AWS::ServiceCatalog::LaunchRoleConstraint",
+            "AWS::ServiceCatalog::PortfolioPrincipalAssociation"} <= types
+    assert {"Key": "sagemaker:studio-visibility", "Value": "true"} in resources["Product"]["Properties"]["Tags"]
+    assert resources["LaunchWithTheLaunchRole"]["Properties"]["LocalRoleName"] == {"Ref": "LaunchRole"}
+    assert resources["StudioCanUseThePortfolio"]["Properties"]["PrincipalARN"] == {"Ref": "StudioExecutionRoleArn"}
+
+
+# ------------------------------------------------------------------ names and permissions ------
+
+NAME_PROPERTIES = {
+    # type: (name property, AWS limit, launch-role action that creates it, ARN tail the action is checked on)
+    "AWS::IAM::Role": ("RoleName", 64, "iam:CreateRole", "role/{}"),
+    "AWS::Lambda::Function": ("FunctionName", 64, "lambda:CreateFunction", "function:{}"),
+    "AWS::Events::Rule": ("Name", 64, "events:PutRule", "rule/{}"),
+    "AWS::CodeBuild::Project": ("Name", 255, "codebuild:CreateProject", "project/{}"),
+    "AWS::Logs::LogGroup": ("LogGroupName", 512, "logs:CreateLogGroup", "log-group:{}"),
+}
+
+
+def longest(value: Any) -> str:
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    assert isinstance(text, str), f"name {value!r} is not a plain !Sub string"
+    return (text.replace("${SageMakerProjectId}", LONGEST_ID).replace("${SageMakerProjectName}", LONGEST_NAME)
+            .replace("${AWS::Region}", LONGEST_REGION).replace("${AWS::Partition}", "aws")
+            .replace("${AWS::AccountId}", ACCOUNT))
+
+
+def launch_role_allows(action: str, arn_tail: str) -> bool:
+    policy = template("portfolio.yml")["Resources"]["LaunchRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if action in actions and any(fnmatch.fnmatchcase(arn_tail, longest(r).split(":", 5)[-1]) for r in resources):
+            return True
+    return False
+
+
+def test_product_names_fit_aws_limits_start_with_sagemaker_and_the_launch_role_may_create_them() -> None:
+    checked = 0
+    for logical_id, resource in template("product.yml")["Resources"].items():
+        if resource["Type"] not in NAME_PROPERTIES:
+            continue
+        prop, limit, action, tail = NAME_PROPERTIES[resource["Type"]]
+        name = longest(resource["Properties"][prop])
+        assert len(name) <= limit, f"{logical_id}: {name} has {len(name)} characters, limit {limit}"
+        assert name.rsplit("/", 1)[-1].startswith("sagemaker-"), f"{logical_id}: {name} must start with sagemaker-"
+        assert launch_role_allows(action, tail.format(name)), f"launch role cannot {action} {name}"
+        checked += 1
+    assert checked == 7
+    assert len(f"{LONGEST_NAME}-toolchain") <= 128  # the stack the seed deploys
+
+
+def test_launch_role_refuses_names_outside_the_seed_prefix() -> None:
+    assert not launch_role_allows("iam:CreateRole", "role/admin")
+    assert not launch_role_allows("iam:CreateRole", f"role/{LONGEST_NAME}-deploy-job")
+    assert not launch_role_allows("lambda:CreateFunction", "function:sagemaker-other")
+
+
+def test_launch_role_can_update_and_terminate_what_it_creates() -> None:
+    needed = ["iam:GetRole", "iam:DeleteRole", "iam:DeleteRolePolicy", "codebuild:UpdateProject",
+              "codebuild:DeleteProject", "lambda:UpdateFunctionCode", "lambda:DeleteFunction",
+              "lambda:InvokeFunction", "events:DeleteRule", "events:RemoveTargets", "logs:DeleteLogGroup",
+              "cloudformation:UpdateStack", "cloudformation:DeleteStack", "sagemaker:AddTags"]
+    policy = template("portfolio.yml")["Resources"]["LaunchRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    granted = {action for statement in policy["Statement"]
+               for action in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])}
+    assert not set(needed) - granted
+
+
+def test_roles_the_product_creates_carry_the_boundary_the_launch_role_requires() -> None:
+    resources = template("product.yml")["Resources"]
+    roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
+    assert roles and all("PermissionsBoundary" in r["Properties"] for r in roles)
+    statement = next(s for s in template("portfolio.yml")["Resources"]["LaunchRole"]["Properties"]["Policies"][0]
+                     ["PolicyDocument"]["Statement"] if s["Sid"] == "SeedRolesOnlyWithTheBoundary")
+    assert "iam:CreateRole" in statement["Action"]
+    assert "iam:PermissionsBoundary" in statement["Condition"]["StringEquals"]
+
+
+# ------------------------------------------------------------------ product parameters ---------
+
+def test_product_parameters_follow_sagemaker_rules_and_optional_ones_have_defaults() -> None:
+    product = template("product.yml")
+    parameters = product["Parameters"]
+    name, project_id = parameters["SageMakerProjectName"], parameters["SageMakerProjectId"]
+    assert (name["MinLength"], name["MaxLength"], name["AllowedPattern"]) == (1, 32, "^[a-zA-Z](-*[a-zA-Z0-9])*")
+    assert (project_id["MinLength"], project_id["MaxLength"]) == (1, 20)
+    optional = product["Metadata"]["SagemakerTemplateParameterRules"]["Optional"]
+    assert optional and all(parameters[p].get("Default") for p in optional)
+
+
+def test_product_maps_every_small_and_medium_question() -> None:
+    """A new question for small or medium must reach the seed; questions of a size the product
+    does not offer yet (large) are the only ones it may leave out."""
+    questions = {k: v for k, v in yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text()).items()
+                 if not k.startswith("_")}
+    product = template("product.yml")
+    sizes = product["Parameters"]["OrgSize"]["AllowedValues"]
+    mapped = set(product["Resources"]["Seed"]["Properties"]["Answers"])
+    assert mapped <= set(questions)
+    for question in set(questions) - mapped:
+        when = str(questions[question].get("when", ""))
+        assert "org_size" in when and not any(f"'{size}'" in when for size in sizes), (
+            f"copier question {question} is not mapped in catalog/product.yml (Seed.Properties.Answers)")
+
+
+def test_medium_answers_as_the_product_builds_them_pass_the_template_validators(
+        template_snapshot: Path, tmp_path: Path) -> None:
+    copier.run_copy(str(template_snapshot), str(tmp_path / "p"), data=product_answers("medium"), defaults=True,
+                    vcs_ref="HEAD", quiet=True, skip_tasks=True)
+    answers = yaml.safe_load((tmp_path / "p" / ".copier-answers.yml").read_text())
+    assert answers["tooling_account_id"] == ACCOUNT and answers["org_size"] == "medium"
+
+
+def test_seed_requirements_pin_what_the_template_is_tested_with() -> None:
+    lock = dict(line.split("==") for line in (TEMPLATE_ROOT / "requirements-dev.lock").read_text().splitlines()
+                if "==" in line and not line.startswith((" ", "#")))
+    for line in (CATALOG / "requirements-seed.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            package, version = line.split("==")
+            assert lock[package] == version, f"requirements-seed.txt: {package}=={version}, lock: {lock[package]}"
+
+
+# ------------------------------------------------------------------ seeding ---------------------
+
+@pytest.fixture
+def versioned_template(template_snapshot: Path, tmp_path: Path) -> Path:
+    template_dir = tmp_path / "template"
+    shutil.copytree(template_snapshot, template_dir)
+    git(template_dir, "tag", OLD)
+    return template_dir
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    """The project's repository as the Git host holds it."""
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    return bare
+
+
+def new_seed(template_dir: Path, remote: Path, workdir: Path, **answers: str) -> seed.Seed:
+    return seed.Seed(answers=product_answers("small", **answers), template_url=str(template_dir),
+                     template_version=OLD, repository_url=str(remote), workdir=workdir)
+
+
+def remote_log(remote: Path) -> list[str]:
+    return git(remote, "log", "--format=%s", "main").splitlines()
+
+
+def test_seed_renders_commits_the_answers_pushes_then_deploys_and_is_idempotent(
+        versioned_template: Path, remote: Path, tmp_path: Path) -> None:
+    events: list[str] = []
+    first = new_seed(versioned_template, remote, tmp_path / "build-1")
+    original_push = first.push
+    first.push = lambda: (events.append("push"), original_push())  # type: ignore[method-assign]
+    outcome = seed.run_seed(first, lambda s: events.append("deploy"))
+
+    assert "seeded from" in outcome and events == ["push", "deploy"]
+    assert remote_log(remote) == [f"Seed demand-forecast from the MLOps template {OLD}"]
+    answers = yaml.safe_load(git(remote, "show", "main:.copier-answers.yml"))
+    assert answers["_commit"] == OLD and answers["_src_path"] == str(versioned_template)
+    assert answers["project_name"] == "demand-forecast" and answers["aws_region"] == REGION
+
+    # A retry (CloudFormation resends, or the project is updated): nothing pushed, still deployed.
+    events.clear()
+    retry = new_seed(versioned_template, remote, tmp_path / "build-2")
+    outcome = seed.run_seed(retry, lambda s: events.append("deploy"))
+    assert "already seeded at" in outcome and events == ["deploy"]
+    assert len(remote_log(remote)) == 1
+
+
+def test_codecommit_deploys_the_toolchain_before_pushing(versioned_template: Path, remote: Path,
+                                                         tmp_path: Path) -> None:
+    events: list[str] = []
+    project = new_seed(versioned_template, remote, tmp_path / "build", git_provider="codecommit",
+                       repository_id="demand-forecast")
+    project.answers.pop("codeconnections_arn")
+    original_push = project.push
+    project.push = lambda: (events.append("push"), original_push())  # type: ignore[method-assign]
+    seed.run_seed(project, lambda s: events.append("deploy"))
+    assert events == ["deploy", "push"]
+
+
+def test_seed_replaces_a_host_created_readme_and_keeps_its_history(versioned_template: Path, remote: Path,
+                                                                    tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True, capture_output=True)
+    (clone / "README.md").write_text("# demand-forecast\n")
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "Initial commit")
+    git(clone, "push", "-q", "origin", "HEAD:main")
+
+    seed.run_seed(new_seed(versioned_template, remote, tmp_path / "build"), lambda s: None)
+    assert remote_log(remote)[1] == "Initial commit"
+    assert "Deploy from zero" in git(remote, "show", "main:README.md")
+
+
+def test_seeded_project_takes_a_template_update(versioned_template: Path, remote: Path, tmp_path: Path) -> None:
+    seed.run_seed(new_seed(versioned_template, remote, tmp_path / "build"), lambda s: None)
+    readme = versioned_template / "template" / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\nA note from the next template version.\n")
+    git(versioned_template, "commit", "-q", "-am", "template change")
+    git(versioned_template, "tag", NEW)
+
+    project = tmp_path / "team-clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(project)], check=True, capture_output=True)
+    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW
+    assert "A note from the next template version." in (project / "README.md").read_text()
+
+
+def test_refused_answer_fails_the_seed_with_the_reason_and_pushes_nothing(versioned_template: Path, remote: Path,
+                                                                         tmp_path: Path) -> None:
+    with pytest.raises(seed.SeedError, match="not an e-mail address"):
+        seed.run_seed(new_seed(versioned_template, remote, tmp_path / "build", notification_email="nobody"),
+                      lambda s: pytest.fail("must not deploy"))
+    assert not git(remote, "branch", "--list")
+
+
+def test_push_failure_names_the_repository_and_the_fix(versioned_template: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-repo.git"
+    project = new_seed(versioned_template, missing, tmp_path / "build")
+    with pytest.raises(seed.SeedError, match=r"no-such-repo\.git"):
+        seed.run_seed(project, lambda s: None)
+
+
+def test_deploy_targets_the_stack_the_generated_readme_names() -> None:
+    calls: list[list[str]] = []
+    project = seed.Seed(answers={"project_name": "demand-forecast"}, template_url="", template_version="",
+                        repository_url="", workdir=Path("."))
+    seed.deploy_toolchain(project, "arn:aws:iam::1:role/d", "bucket", "seed-uploads/p-1",
+                          lambda command, **kw: calls.append(command) or subprocess.CompletedProcess(command, 0))
+    command = calls[0]
+    assert command[command.index("--stack-name") + 1] == "demand-forecast-toolchain"
+    assert command[command.index("--role-arn") + 1] == "arn:aws:iam::1:role/d"
+    assert "--no-fail-on-empty-changeset" in command  # a retry with nothing to change succeeds
+    failing = lambda command, **kw: subprocess.CompletedProcess(command, 255)  # noqa: E731
+    with pytest.raises(seed.SeedError, match="describe-stack-events --stack-name demand-forecast-toolchain"):
+        seed.deploy_toolchain(project, "r", "b", "p", failing)
+
+
+def test_seed_without_a_push_token_fails_with_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"SEED_ANSWERS": json.dumps(product_answers("small")), "GIT_TOKEN_SECRET_ARN": "none"}
+    assert seed.main(env, run=lambda *a, **k: pytest.fail("nothing may run")) == 1
+    assert "--git-token-secret-arn" in capsys.readouterr().err
+
+
+def test_push_token_reaches_git_through_the_environment_only() -> None:
+    def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        assert command[:3] == ["aws", "secretsmanager", "get-secret-value"]
+        return subprocess.CompletedProcess(command, 0, stdout="s3cr3t\n", stderr="")
+
+    config, env = seed.push_credentials("gitlab", "arn:aws:secretsmanager:eu-west-1:1:secret:t", run)
+    assert env == {"SEED_GIT_TOKEN": "s3cr3t"}
+    assert "s3cr3t" not in " ".join(config) and "username=oauth2" in config[0]
+    assert seed.repository_url("gitlab", "group/sub/x", REGION) == "https://gitlab.com/group/sub/x.git"
+
+
+# ------------------------------------------------------------------ seed trigger (Lambda) -------
+
+@pytest.fixture
+def responses(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    sent: list[dict] = []
+
+    def urlopen(request: urllib.request.Request, timeout: int) -> io.BytesIO:
+        assert request.get_method() == "PUT" and request.full_url == "https://cfn-response.example/x"
+        sent.append(json.loads(request.data))
+        return io.BytesIO()
+
+    monkeypatch.setattr(seed_trigger.urllib.request, "urlopen", urlopen)
+    return sent
+
+
+@pytest.fixture
+def codebuild(monkeypatch: pytest.MonkeyPatch):
+    client = boto3.client("codebuild", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    monkeypatch.setattr(seed_trigger.boto3, "client", lambda name: client)
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+CFN_EVENT = {"RequestType": "Create", "ResponseURL": "https://cfn-response.example/x", "StackId": "stack",
+             "RequestId": "req-1", "LogicalResourceId": "Seed",
+             "ResourceProperties": {"SeedProject": "sagemaker-p-1-seed", "TemplateVersion": "v1.0.0",
+                                    "Answers": {"project_name": "demand-forecast"}}}
+
+
+def build_event(status: str) -> dict:
+    return {"source": "aws.codebuild", "detail": {"build-id": "sagemaker-p-1-seed:42", "build-status": status}}
+
+
+def build(request: dict | None) -> dict:
+    variables = [{"name": "SEED_ANSWERS", "value": "{}"}]
+    if request is not None:
+        variables.append({"name": seed_trigger.RESPONSE_VARIABLE, "value": json.dumps(request)})
+    return {"builds": [{"id": "sagemaker-p-1-seed:42", "environment": {
+        "type": "LINUX_CONTAINER", "image": "i", "computeType": "BUILD_GENERAL1_SMALL",
+        "environmentVariables": variables},
+        "phases": [{"phaseType": "INSTALL", "phaseStatus": "SUCCEEDED"},
+                   {"phaseType": "BUILD", "phaseStatus": "FAILED"}],
+        "logs": {"groupName": "/aws/codebuild/sagemaker-p-1-seed", "streamName": "abc-123",
+                 "deepLink": "https://console.aws.amazon.com/cloudwatch/logs"}}]}
+
+
+def test_trigger_starts_the_build_and_answers_only_when_it_ends(codebuild: Stubber, responses: list[dict]) -> None:
+    codebuild.add_response("start_build", {"build": {"id": "sagemaker-p-1-seed:42"}},
+                           {"projectName": "sagemaker-p-1-seed", "environmentVariablesOverride": ANY})
+    seed_trigger.handler(CFN_EVENT)
+    assert responses == []
+
+    request = {"ResponseURL": CFN_EVENT["ResponseURL"], "StackId": "stack", "RequestId": "req-1",
+               "LogicalResourceId": "Seed", "PhysicalResourceId": "copier-seed-Seed", "TemplateVersion": "v1.0.0"}
+    codebuild.add_response("batch_get_builds", build(request), {"ids": ["sagemaker-p-1-seed:42"]})
+    seed_trigger.handler(build_event("SUCCEEDED"))
+    assert responses[0]["Status"] == "SUCCESS" and responses[0]["Data"] == {"SeededVersion": "v1.0.0"}
+    assert responses[0]["PhysicalResourceId"] == "copier-seed-Seed" and responses[0]["RequestId"] == "req-1"
+
+
+def test_failed_build_is_reported_with_its_log_location(codebuild: Stubber, responses: list[dict]) -> None:
+    request = {**{k: CFN_EVENT[k] for k in ("ResponseURL", "StackId", "RequestId", "LogicalResourceId")},
+               "PhysicalResourceId": "copier-seed-Seed", "TemplateVersion": "v1.0.0"}
+    codebuild.add_response("batch_get_builds", build(request), {"ids": ["sagemaker-p-1-seed:42"]})
+    seed_trigger.handler(build_event("FAILED"))
+    reason = responses[0]["Reason"]
+    assert responses[0]["Status"] == "FAILED"
+    assert "/aws/codebuild/sagemaker-p-1-seed" in reason and "abc-123" in reason and "phase BUILD" in reason
+
+
+def test_build_started_by_hand_answers_nothing(codebuild: Stubber, responses: list[dict]) -> None:
+    codebuild.add_response("batch_get_builds", build(None), {"ids": ["sagemaker-p-1-seed:42"]})
+    seed_trigger.handler(build_event("SUCCEEDED"))
+    assert responses == []
+
+
+def test_build_that_cannot_start_fails_the_stack_at_once(codebuild: Stubber, responses: list[dict]) -> None:
+    codebuild.add_client_error("start_build", "AccessDeniedException", "not authorized to perform codebuild:StartBuild")
+    seed_trigger.handler(CFN_EVENT)
+    assert responses[0]["Status"] == "FAILED" and "codebuild:StartBuild" in responses[0]["Reason"]
+
+
+def test_delete_keeps_the_repository_and_starts_no_build(codebuild: Stubber, responses: list[dict]) -> None:
+    seed_trigger.handler({**CFN_EVENT, "RequestType": "Delete", "PhysicalResourceId": "copier-seed-Seed"})
+    assert responses[0]["Status"] == "SUCCESS" and responses[0]["PhysicalResourceId"] == "copier-seed-Seed"
