@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,13 @@ import pytest
 import yaml
 from botocore.stub import ANY, Stubber
 from cfnlint.decode import decode
+from moto import mock_aws
 from support import TEMPLATE_ROOT, git, preset
 
 CATALOG = TEMPLATE_ROOT / "catalog"
 sys.path.insert(0, str(CATALOG))
 
+import publish  # noqa: E402
 import seed  # noqa: E402
 import seed_trigger  # noqa: E402
 
@@ -419,3 +422,178 @@ def test_build_that_cannot_start_fails_the_stack_at_once(codebuild: Stubber, res
 def test_delete_keeps_the_repository_and_starts_no_build(codebuild: Stubber, responses: list[dict]) -> None:
     seed_trigger.handler({**CFN_EVENT, "RequestType": "Delete", "PhysicalResourceId": "copier-seed-Seed"})
     assert responses[0]["Status"] == "SUCCESS" and responses[0]["PhysicalResourceId"] == "copier-seed-Seed"
+
+
+# ------------------------------------------------------------------ publish ----------------------
+# moto serves S3 and IAM; it has no Service Catalog artifacts and skips ServiceCatalog resources in
+# CloudFormation, so those two clients are botocore Stubbers that also fail on any unexpected call.
+
+STACK, BUCKET = "mlops-catalog", "mlops-catalog-releasebucket-1a2b3c"
+LAUNCH_ROLE, DEPLOYER_ROLE = f"sagemaker-mlops-launch-{REGION}", f"sagemaker-mlops-toolchain-deployer-{REGION}"
+GIT_URL = "https://github.com/my-org/mlops-template.git"
+
+
+class Session:
+    region_name = REGION
+
+    def __init__(self, cloudformation: Any, servicecatalog: Any) -> None:
+        self.stubbed = {"cloudformation": cloudformation, "servicecatalog": servicecatalog}
+
+    def client(self, name: str) -> Any:
+        return self.stubbed.get(name) or boto3.client(name, region_name=REGION)
+
+
+@pytest.fixture
+def aws():
+    """moto's S3 and IAM with the portfolio stack's bucket and roles, and stubbed CloudFormation and
+    Service Catalog clients."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        iam = boto3.client("iam", region_name=REGION)
+        for role in (LAUNCH_ROLE, DEPLOYER_ROLE):
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
+        cloudformation = boto3.client("cloudformation", region_name=REGION)
+        servicecatalog = boto3.client("servicecatalog", region_name=REGION)
+        with Stubber(cloudformation) as cfn, Stubber(servicecatalog) as sc:
+            yield {"s3": s3, "iam": iam, "cfn": cfn, "sc": sc, "session": Session(cloudformation, servicecatalog)}
+            cfn.assert_no_pending_responses()
+            sc.assert_no_pending_responses()
+
+
+def stack(product_id: str = "prod-abc123", status: str = "CREATE_COMPLETE") -> dict:
+    outputs = {"ReleaseBucket": BUCKET, "PortfolioId": "port-1", "ProductId": product_id,
+               "LaunchRoleName": LAUNCH_ROLE, "ToolchainDeployerRoleName": DEPLOYER_ROLE,
+               "PermissionsBoundaryName": f"sagemaker-mlops-seed-boundary-{REGION}",
+               "GitTokenSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:push-token-AbCdEf"}
+    parameters = {"StudioExecutionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/studio", "GitTokenSecretArn": "x",
+                  "ProductTemplateUrl": "none", "ProductVersion": "none", "Owner": "ML platform team"}
+    return {"Stacks": [{"StackName": STACK, "CreationTime": datetime(2026, 12, 1, tzinfo=UTC), "StackStatus": status,
+                        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
+                        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]}]}
+
+
+def artifacts(*names: str) -> dict:
+    return {"ProvisioningArtifactDetails": [{"Id": f"pa-{n}", "Name": n} for n in names]}
+
+
+def object_versions(s3: Any) -> int:
+    return len(s3.list_object_versions(Bucket=BUCKET).get("Versions", []))
+
+
+def run_publish(aws: dict, version: str, capsys: pytest.CaptureFixture[str] | None = None) -> tuple[int, str]:
+    code = publish.main(["--stack", STACK, "--version", version, "--template-git-url", GIT_URL], aws["session"])
+    return code, (capsys.readouterr().err if capsys else "")
+
+
+def test_first_publish_gives_the_stack_its_product_and_serves_the_s3_route(aws: dict, tmp_path: Path) -> None:
+    aws["cfn"].add_response("describe_stacks", stack(product_id="none"), {"StackName": STACK})
+    aws["cfn"].add_response("describe_stacks", stack(product_id="none"), {"StackName": STACK})
+    url = f"https://{BUCKET}.s3.{REGION}.amazonaws.com/releases/v1.0.0/product.yml"
+    aws["cfn"].add_response("update_stack", {"StackId": "id"}, {
+        "StackName": STACK, "UsePreviousTemplate": True, "Capabilities": ["CAPABILITY_NAMED_IAM"],
+        "Parameters": [{"ParameterKey": "StudioExecutionRoleArn", "UsePreviousValue": True},
+                       {"ParameterKey": "GitTokenSecretArn", "UsePreviousValue": True},
+                       {"ParameterKey": "ProductTemplateUrl", "ParameterValue": url},
+                       {"ParameterKey": "ProductVersion", "ParameterValue": "v1.0.0"},
+                       {"ParameterKey": "Owner", "UsePreviousValue": True}]})
+    aws["cfn"].add_response("describe_stacks", stack(status="UPDATE_COMPLETE"), {"StackName": STACK})
+    assert run_publish(aws, "v1.0.0")[0] == 0
+
+    s3 = aws["s3"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert {f"releases/v1.0.0/{n}" for n in ("product.yml", "seed.py", "requirements-seed.txt",
+                                            "seed_trigger.zip")} | {publish.STUDIO_TEMPLATE_KEY} == keys
+    tags = s3.get_object_tagging(Bucket=BUCKET, Key=publish.STUDIO_TEMPLATE_KEY)["TagSet"]
+    assert {"Key": "sagemaker:studio-visibility", "Value": "true"} in tags
+    rules = s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"]
+    assert any(publish.STUDIO_ORIGIN in r["AllowedOrigins"] for r in rules)
+
+    # The published product template carries this release's coordinates and is still lint clean.
+    released = tmp_path / "product.yml"
+    released.write_bytes(s3.get_object(Bucket=BUCKET, Key="releases/v1.0.0/product.yml")["Body"].read())
+    mapping = decode(str(released))[0]["Mappings"]["Release"]["Template"]
+    assert mapping["Version"] == "v1.0.0" and mapping["GitUrl"] == GIT_URL and mapping["AssetsBucket"] == BUCKET
+    assert mapping["AssetsPrefix"] == "releases/v1.0.0" and mapping["GitTokenSecretArn"].endswith("push-token-AbCdEf")
+    lint = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(released)], capture_output=True,
+                          text=True)
+    assert lint.returncode == 0, lint.stdout
+
+
+def test_publishing_again_changes_nothing_and_a_new_version_becomes_a_new_artifact(aws: dict) -> None:
+    cfn, sc, s3 = aws["cfn"], aws["sc"], aws["s3"]
+    cfn.add_response("describe_stacks", stack(), {"StackName": STACK})
+    sc.add_response("list_provisioning_artifacts", artifacts("v1.0.0"), {"ProductId": "prod-abc123"})
+    assert run_publish(aws, "v1.0.0")[0] == 0
+    versions, cors = object_versions(s3), s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"]
+
+    cfn.add_response("describe_stacks", stack(), {"StackName": STACK})
+    sc.add_response("list_provisioning_artifacts", artifacts("v1.0.0"), {"ProductId": "prod-abc123"})
+    assert run_publish(aws, "v1.0.0")[0] == 0  # a create_provisioning_artifact call would fail the Stubber
+    assert object_versions(s3) == versions and s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"] == cors
+
+    cfn.add_response("describe_stacks", stack(), {"StackName": STACK})
+    sc.add_response("list_provisioning_artifacts", artifacts("v1.0.0"), {"ProductId": "prod-abc123"})
+    sc.add_response("create_provisioning_artifact", {}, {
+        "ProductId": "prod-abc123", "IdempotencyToken": "prod-abc123-v1-1-0",
+        "Parameters": {"Name": "v1.1.0", "Description": "MLOps template v1.1.0", "Type": "CLOUD_FORMATION_TEMPLATE",
+                       "Info": {"LoadTemplateFromURL":
+                                f"https://{BUCKET}.s3.{REGION}.amazonaws.com/releases/v1.1.0/product.yml"}}})
+    assert run_publish(aws, "v1.1.0")[0] == 0
+    head = s3.head_object(Bucket=BUCKET, Key=publish.STUDIO_TEMPLATE_KEY)
+    assert head["Metadata"]["template-version"] == "v1.1.0"
+
+    # A backport published later does not take the S3 route's single slot from the newer version.
+    cfn.add_response("describe_stacks", stack(), {"StackName": STACK})
+    sc.add_response("list_provisioning_artifacts", artifacts("v1.0.0", "v1.1.0", "v1.0.1"),
+                    {"ProductId": "prod-abc123"})
+    assert run_publish(aws, "v1.0.1")[0] == 0
+    assert s3.head_object(Bucket=BUCKET, Key=publish.STUDIO_TEMPLATE_KEY)["Metadata"]["template-version"] == "v1.1.0"
+
+
+def test_a_published_version_is_immutable(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    aws["s3"].put_object(Bucket=BUCKET, Key="releases/v1.0.0/seed.py", Body=b"other", Metadata={"sha256": "x"})
+    versions = object_versions(aws["s3"])
+    aws["cfn"].add_response("describe_stacks", stack(), {"StackName": STACK})
+    code, err = run_publish(aws, "v1.0.0", capsys)
+    assert code == 1 and "releases/v1.0.0/seed.py" in err and "tag a new version" in err
+    assert object_versions(aws["s3"]) == versions
+
+
+def test_missing_bucket_is_named_with_its_fix(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    s3 = aws["s3"]
+    s3.delete_bucket(Bucket=BUCKET)
+    aws["cfn"].add_response("describe_stacks", stack(), {"StackName": STACK})
+    code, err = run_publish(aws, "v1.0.0", capsys)
+    assert code == 1
+    assert f"Bucket {BUCKET} (output ReleaseBucket of stack {STACK})" in err and "redeploy the stack" in err
+
+
+def test_missing_role_is_named_with_its_fix(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    aws["iam"].delete_role(RoleName=DEPLOYER_ROLE)
+    aws["cfn"].add_response("describe_stacks", stack(), {"StackName": STACK})
+    code, err = run_publish(aws, "v1.0.0", capsys)
+    assert code == 1
+    assert f"Role {DEPLOYER_ROLE} (output ToolchainDeployerRoleName of stack {STACK}) does not exist" in err
+    assert not aws["s3"].list_objects_v2(Bucket=BUCKET).get("Contents")
+
+
+def test_missing_stack_says_how_to_deploy_it(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    aws["cfn"].add_client_error("describe_stacks", "ValidationError", f"Stack with id {STACK} does not exist")
+    code, err = run_publish(aws, "v1.0.0", capsys)
+    assert code == 1 and "--template-file catalog/portfolio.yml" in err
+
+
+def test_version_must_be_pep_440(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_publish(aws, "latest", capsys)
+    assert code == 1 and "PEP 440" in err
+
+
+def test_release_mapping_keys_must_exist_once() -> None:
+    with pytest.raises(publish.PublishError, match="NoSuchKey found 0 times"):
+        publish.release_template((CATALOG / "product.yml").read_text(), {"NoSuchKey": "x"})
+
+
+def test_lambda_package_is_byte_identical_across_runs() -> None:
+    assert publish.trigger_zip() == publish.trigger_zip()
