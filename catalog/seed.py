@@ -2,9 +2,10 @@
 
 Runs in the product's seed CodeBuild job (catalog/product.yml), started by catalog/seed_trigger.py
 with the project's answers. It is safe to run again: a branch that already carries
-.copier-answers.yml is left exactly as it is (the team may have edited it, and moving it to a
-newer template version is `copier update`, a reviewed change in the repository), and the toolchain
-deployment changes nothing when the template it reads is unchanged.
+.copier-answers.yml is never rewritten (the team owns it), and the toolchain deployment changes
+nothing when the template it reads is unchanged. When the project is updated in Studio to a newer
+product version, the build runs `copier update` on a separate branch, template-update/<version>,
+and pushes it for the team to review and merge; the toolchain keeps following the main branch.
 
 Every failure ends with one line naming the step, what went wrong and the fix, which is what the
 CloudFormation event points at through the build log.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import copier
 import yaml
+from packaging.version import InvalidVersion, Version
 
 ANSWERS_FILE = ".copier-answers.yml"
 GIT_IDENTITY = ("-c", "user.name=SageMaker project seed", "-c", "user.email=sagemaker-project-seed@noreply.local")
@@ -98,6 +100,29 @@ class Seed:
                             "Fix the answer it names (update the project in Studio) or republish the "
                             "template version with catalog/publish.py.") from error
 
+    def propose_update(self, seeded: str) -> str:
+        """Push `copier update` from `seeded` to this version on its own branch; return the branch.
+        Conflicts stay in the files as inline markers, for the review to resolve."""
+        branch = f"template-update/{self.template_version}"
+        if f"refs/heads/{branch}" in self.git("ls-remote", "--heads", "origin", branch).stdout:
+            return branch
+        self.git("checkout", "-q", "-b", branch)
+        try:
+            copier.run_update(str(self.workdir), data=self.answers, vcs_ref=self.template_version, defaults=True,
+                              overwrite=True, unsafe=True, quiet=True, conflict="inline")
+        except Exception as error:
+            raise SeedError(f"copier update from {seeded} to {self.template_version} failed: {error}. Run it in a "
+                            "clone of the repository instead: copier update --trust --vcs-ref "
+                            f"{self.template_version}") from error
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", f"Update to the MLOps template {self.template_version} (from {seeded})",
+                 "-m", "Proposed by the SageMaker project's update. Resolve any conflict markers, then merge.")
+        result = self.git("push", "-q", "origin", f"HEAD:refs/heads/{branch}", check=False)
+        if result.returncode != 0:
+            raise SeedError(f"git push of {branch} to {self.repository_url} failed: {result.stderr.strip()}")
+        self.git("checkout", "-q", self.branch)
+        return branch
+
     def commit(self) -> None:
         self.git("add", "-A")
         project = self.answers["project_name"]
@@ -137,6 +162,8 @@ def run_seed(seed: Seed, deploy: Callable[[Seed], None]) -> str:
     seed.checkout()
     if (existing := seed.seeded_version()) is not None:
         outcome = f"{seed.repository_url} ({seed.branch}) is already seeded at {existing}: left unchanged"
+        if is_older(existing, seed.template_version):
+            outcome += f"; proposed the update on branch {seed.propose_update(existing)}"
         deploy(seed)
         return outcome
     seed.render()
@@ -150,6 +177,14 @@ def run_seed(seed: Seed, deploy: Callable[[Seed], None]) -> str:
         seed.push()
         deploy(seed)
     return f"{seed.repository_url} ({seed.branch}) seeded from {seed.template_url} at {seed.template_version}"
+
+
+def is_older(seeded: str, version: str) -> bool:
+    """A project seeded or updated from an untagged commit is not compared: only tags are releases."""
+    try:
+        return Version(seeded) < Version(version)
+    except InvalidVersion:
+        return False
 
 
 def push_credentials(git_provider: str, secret_arn: str, run: Runner) -> tuple[list[str], dict[str, str]]:

@@ -289,6 +289,31 @@ def test_seeded_project_takes_a_template_update(versioned_template: Path, remote
     assert "A note from the next template version." in (project / "README.md").read_text()
 
 
+def test_studio_update_to_a_newer_version_proposes_a_branch_and_keeps_main(
+        versioned_template: Path, remote: Path, tmp_path: Path) -> None:
+    seed.run_seed(new_seed(versioned_template, remote, tmp_path / "build-1"), lambda s: None)
+    readme = versioned_template / "template" / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\nA note from the next template version.\n")
+    git(versioned_template, "commit", "-q", "-am", "template change")
+    git(versioned_template, "tag", NEW)
+    deployed_from: list[str] = []
+
+    def deploy(project: seed.Seed) -> None:
+        deployed_from.append(yaml.safe_load((project.workdir / ".copier-answers.yml").read_text())["_commit"])
+
+    for attempt in ("build-2", "build-3"):  # the second run is a retry and must add nothing
+        update = new_seed(versioned_template, remote, tmp_path / attempt)
+        update.template_version = NEW
+        outcome = seed.run_seed(update, deploy)
+        assert f"proposed the update on branch template-update/{NEW}" in outcome
+    assert deployed_from == [OLD, OLD]  # the toolchain follows main, not the proposal
+    assert len(remote_log(remote)) == 1
+    branch = f"template-update/{NEW}"
+    assert git(remote, "log", "--format=%s", branch).splitlines()[0].startswith(f"Update to the MLOps template {NEW}")
+    assert yaml.safe_load(git(remote, "show", f"{branch}:.copier-answers.yml"))["_commit"] == NEW
+    assert "A note from the next template version." in git(remote, "show", f"{branch}:README.md")
+
+
 def test_refused_answer_fails_the_seed_with_the_reason_and_pushes_nothing(versioned_template: Path, remote: Path,
                                                                          tmp_path: Path) -> None:
     with pytest.raises(seed.SeedError, match="not an e-mail address"):
