@@ -60,6 +60,10 @@ class Seed:
     def branch(self) -> str:
         return self.answers["branch"]
 
+    @property
+    def created_by_toolchain(self) -> bool:
+        return self.answers["git_provider"] == "codecommit"
+
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = ["git", *GIT_IDENTITY]
         for setting in self.git_config:
@@ -75,8 +79,13 @@ class Seed:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.git("init", "-q")
         self.git("remote", "add", "origin", self.repository_url)
-        heads = self.git("ls-remote", "--heads", "origin", self.branch).stdout
-        if f"refs/heads/{self.branch}" in heads:
+        listed = self.git("ls-remote", "--heads", "origin", self.branch, check=not self.created_by_toolchain)
+        if listed.returncode != 0:
+            # CodeCommit: the toolchain stack creates the repository, so before the first deploy
+            # there is nothing to read; an access problem surfaces at the push, after the deploy.
+            print(f"{self.repository_url} is not readable yet ({listed.stderr.strip()}); "
+                  "the toolchain stack creates it")
+        elif f"refs/heads/{self.branch}" in listed.stdout:
             self.git("fetch", "-q", "origin", self.branch)
             self.git("checkout", "-q", "-B", self.branch, "FETCH_HEAD")
             return True

@@ -249,16 +249,20 @@ def test_seed_renders_commits_the_answers_pushes_then_deploys_and_is_idempotent(
     assert len(remote_log(remote)) == 1
 
 
-def test_codecommit_deploys_the_toolchain_before_pushing(versioned_template: Path, remote: Path,
-                                                         tmp_path: Path) -> None:
-    events: list[str] = []
-    project = new_seed(versioned_template, remote, tmp_path / "build", git_provider="codecommit",
-                       repository_id="demand-forecast")
-    project.answers.pop("codeconnections_arn")
-    original_push = project.push
-    project.push = lambda: (events.append("push"), original_push())  # type: ignore[method-assign]
-    seed.run_seed(project, lambda s: events.append("deploy"))
-    assert events == ["deploy", "push"]
+def test_codecommit_repository_is_created_by_the_toolchain_before_the_push(versioned_template: Path,
+                                                                           tmp_path: Path) -> None:
+    remote = tmp_path / "codecommit.git"  # does not exist until the toolchain stack creates it
+
+    def deploy(project: seed.Seed) -> None:
+        if not remote.exists():
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+
+    for attempt in ("build-1", "build-2"):
+        project = new_seed(versioned_template, remote, tmp_path / attempt, git_provider="codecommit",
+                           repository_id="demand-forecast")
+        project.answers.pop("codeconnections_arn")
+        seed.run_seed(project, deploy)
+    assert remote_log(remote) == [f"Seed demand-forecast from the MLOps template {OLD}"]
 
 
 def test_seed_replaces_a_host_created_readme_and_keeps_its_history(versioned_template: Path, remote: Path,
