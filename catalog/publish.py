@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 from packaging.version import InvalidVersion, Version
 
 CATALOG = Path(__file__).resolve().parent
@@ -188,7 +188,14 @@ def publish_service_catalog(cloudformation, servicecatalog, catalog: Catalog, ve
             Parameters=[{"ParameterKey": key, "ParameterValue": overrides[key]} if key in overrides
                         else {"ParameterKey": key, "UsePreviousValue": True}
                         for key in (p["ParameterKey"] for p in parameters)])
-        cloudformation.get_waiter("stack_update_complete").wait(StackName=catalog.stack)
+        try:
+            cloudformation.get_waiter("stack_update_complete").wait(StackName=catalog.stack)
+        except WaiterError as error:
+            status = (error.last_response.get("Stacks") or [{}])[0].get("StackStatus", str(error))
+            raise PublishError(
+                f"Stack {catalog.stack} did not create the product ({status}). Its events say why: aws "
+                f"cloudformation describe-stack-events --stack-name {catalog.stack}; fix that and publish again."
+            ) from None
         return f"Service Catalog: stack {catalog.stack} created the product with its first version {version}"
     artifacts = servicecatalog.list_provisioning_artifacts(ProductId=catalog.product_id)["ProvisioningArtifactDetails"]
     if any(artifact["Name"] == version for artifact in artifacts):
@@ -288,6 +295,12 @@ def main(argv: list[str] | None = None, session=None) -> int:
             print(line)
     except PublishError as error:
         print(f"publish failed: {error}", file=sys.stderr)
+        return 1
+    except ClientError as error:
+        # Anything not anticipated above (throttling, a stack mid-update, missing rights of the
+        # caller): AWS's own message names the call and the resource.
+        print(f"publish failed: AWS refused {error.operation_name}: {error.response['Error'].get('Message')}",
+              file=sys.stderr)
         return 1
     return 0
 

@@ -129,6 +129,15 @@ def test_product_names_fit_aws_limits_start_with_sagemaker_and_the_launch_role_m
     assert len(f"{LONGEST_NAME}-toolchain") <= 128  # the stack the seed deploys
 
 
+def test_portfolio_names_fit_aws_limits_in_the_longest_region() -> None:
+    limits = {"AWS::IAM::Role": ("RoleName", 64), "AWS::IAM::ManagedPolicy": ("ManagedPolicyName", 128)}
+    named = [(r["Type"], longest(r["Properties"][limits[r["Type"]][0]]))
+             for r in template("portfolio.yml")["Resources"].values() if r["Type"] in limits]
+    assert len(named) == 3
+    for resource_type, name in named:
+        assert len(name) <= limits[resource_type][1] and name.startswith("sagemaker-"), name
+
+
 def test_launch_role_refuses_names_outside_the_seed_prefix() -> None:
     assert not launch_role_allows("iam:CreateRole", "role/admin")
     assert not launch_role_allows("iam:CreateRole", f"role/{LONGEST_NAME}-deploy-job")
@@ -612,6 +621,22 @@ def test_missing_stack_says_how_to_deploy_it(aws: dict, capsys: pytest.CaptureFi
     aws["cfn"].add_client_error("describe_stacks", "ValidationError", f"Stack with id {STACK} does not exist")
     code, err = run_publish(aws, "v1.0.0", capsys)
     assert code == 1 and "--template-file catalog/portfolio.yml" in err
+
+
+def test_product_stack_that_fails_to_update_is_reported_with_its_events(
+        aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    aws["cfn"].add_response("describe_stacks", stack(product_id="none"), {"StackName": STACK})
+    aws["cfn"].add_response("describe_stacks", stack(product_id="none"), {"StackName": STACK})
+    aws["cfn"].add_response("update_stack", {"StackId": "id"})
+    aws["cfn"].add_response("describe_stacks", stack(status="UPDATE_ROLLBACK_COMPLETE"), {"StackName": STACK})
+    code, err = run_publish(aws, "v1.0.0", capsys)
+    assert code == 1 and "UPDATE_ROLLBACK_COMPLETE" in err and f"describe-stack-events --stack-name {STACK}" in err
+
+
+def test_unexpected_aws_refusal_is_one_line_naming_the_call(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    aws["cfn"].add_client_error("describe_stacks", "AccessDenied", "User x is not authorized to DescribeStacks")
+    code, err = run_publish(aws, "v1.0.0", capsys)
+    assert code == 1 and "AWS refused DescribeStacks: User x is not authorized" in err
 
 
 def test_version_must_be_pep_440(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
