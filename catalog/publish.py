@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import boto3
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, WaiterError
 from packaging.version import InvalidVersion, Version
 
 CATALOG = Path(__file__).resolve().parent
@@ -294,6 +294,13 @@ def main(argv: list[str] | None = None, session=None) -> int:
                             set(args.routes or ["servicecatalog", "s3"])):
             print(line)
     except PublishError as error:
+        print(f"publish failed: {error}", file=sys.stderr)
+        return 1
+    except NoCredentialsError:
+        print("publish failed: no AWS credentials found. Sign in to the account of the portfolio stack "
+              "(aws configure sso, AWS_PROFILE or --profile) and run it again.", file=sys.stderr)
+        return 1
+    except BotoCoreError as error:
         print(f"publish failed: {error}", file=sys.stderr)
         return 1
     except ClientError as error:

@@ -639,6 +639,18 @@ def test_unexpected_aws_refusal_is_one_line_naming_the_call(aws: dict, capsys: p
     assert code == 1 and "AWS refused DescribeStacks: User x is not authorized" in err
 
 
+def test_missing_credentials_say_how_to_sign_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.setenv(variable, str(tmp_path / "absent"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code = publish.main(["--stack", STACK, "--version", "v1.0.0", "--template-git-url", GIT_URL,
+                         "--region", REGION])
+    assert code == 1 and "no AWS credentials found" in capsys.readouterr().err
+
+
 def test_version_must_be_pep_440(aws: dict, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run_publish(aws, "latest", capsys)
     assert code == 1 and "PEP 440" in err
