@@ -288,21 +288,7 @@ def test_seed_replaces_a_host_created_readme_and_keeps_its_history(versioned_tem
     assert "Deploy from zero" in git(remote, "show", "main:README.md")
 
 
-def test_seeded_project_takes_a_template_update(versioned_template: Path, remote: Path, tmp_path: Path) -> None:
-    seed.run_seed(new_seed(versioned_template, remote, tmp_path / "build"), lambda s: None)
-    readme = versioned_template / "template" / "README.md.jinja"
-    readme.write_text(readme.read_text() + "\nA note from the next template version.\n")
-    git(versioned_template, "commit", "-q", "-am", "template change")
-    git(versioned_template, "tag", NEW)
-
-    project = tmp_path / "team-clone"
-    subprocess.run(["git", "clone", "-q", str(remote), str(project)], check=True, capture_output=True)
-    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
-    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW
-    assert "A note from the next template version." in (project / "README.md").read_text()
-
-
-def test_studio_update_to_a_newer_version_proposes_a_branch_and_keeps_main(
+def test_seeded_project_updates_from_studio_on_a_branch_and_by_hand_from_a_clone(
         versioned_template: Path, remote: Path, tmp_path: Path) -> None:
     seed.run_seed(new_seed(versioned_template, remote, tmp_path / "build-1"), lambda s: None)
     readme = versioned_template / "template" / "README.md.jinja"
@@ -325,6 +311,13 @@ def test_studio_update_to_a_newer_version_proposes_a_branch_and_keeps_main(
     assert git(remote, "log", "--format=%s", branch).splitlines()[0].startswith(f"Update to the MLOps template {NEW}")
     assert yaml.safe_load(git(remote, "show", f"{branch}:.copier-answers.yml"))["_commit"] == NEW
     assert "A note from the next template version." in git(remote, "show", f"{branch}:README.md")
+
+    # A team member's clone of main takes the same update by hand, as the generated README says.
+    project = tmp_path / "team-clone"
+    subprocess.run(["git", "clone", "-q", str(remote), str(project)], check=True, capture_output=True)
+    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW
+    assert "A note from the next template version." in (project / "README.md").read_text()
 
 
 def test_refused_answer_fails_the_seed_with_the_reason_and_pushes_nothing(versioned_template: Path, remote: Path,
