@@ -227,7 +227,7 @@ def stack_parameters(
     check_columns(config, baseline)
     partition, region, account = deployment.package_arn.split(":")[1:4]
     direction = QUALITY_METRICS[baseline["problem_type"]][config.quality_metric]
-    training_pipeline = event_bus = ""
+    training_pipeline = event_bus = "none"
     # Only prod retrains: staging sees smoke tests, not the traffic the model must fit.
     if config.retraining_enabled and deployment.stage == "prod":
         if deployment.cross_account:
@@ -237,7 +237,6 @@ def stack_parameters(
                 f"arn:{partition}:sagemaker:{region}:{account}:"
                 f"pipeline/{deployment.project_name.lower()}-training"
             )
-    capture = f"s3://{deployment.capture_bucket}"
     return {
         "ProjectName": deployment.project_name,
         "Stage": deployment.stage,
@@ -246,13 +245,14 @@ def stack_parameters(
         "BaselineS3Uri": folder,
         "BaselineKmsKeyArn": deployment.baseline_kms_key_arn,
         "MonitoringImageUri": baseline["monitoring_image"],
-        "DataCaptureS3Uri": f"{capture}/data-capture/{deployment.stage}",
-        "ReportS3Uri": f"{capture}/monitoring/{deployment.stage}",
-        "GroundTruthS3Uri": (
-            f"{capture}/ground-truth/{deployment.stage}" if config.quality_enabled else ""
-        ),
+        # The stack reads data-capture/<stage>/, ground-truth/<stage>/ and writes monitoring/<stage>/
+        # in the bucket that holds the stage's captured data.
+        "DataBucketName": deployment.capture_bucket,
+        "QualityMonitoring": "enabled" if config.quality_enabled else "disabled",
         "NotificationEmail": deployment.notification_email,
         "ScheduleMinutes": str(config.schedule_minutes),
+        # CloudWatch alarms count periods in seconds; one period per scheduled run.
+        "AlarmPeriodSeconds": str(config.schedule_minutes * 60),
         "ProcessingInstanceType": config.instance_type,
         "Features": ",".join(config.features),
         "SegmentAttributes": ",".join(config.segment_attributes),
