@@ -25,6 +25,7 @@ from ml_pipeline.monitoring import (
     as_cloudformation_parameters,
     baseline_uri,
     load_monitoring_config,
+    model_monitor_parameters,
     read_baseline,
     stack_parameters,
 )
@@ -201,6 +202,12 @@ def monitoring_params(args: argparse.Namespace) -> None:
     parameters = stack_parameters(monitoring, deployment, folder, baseline)
     args.output.write_text(json.dumps(as_cloudformation_parameters(parameters), indent=2) + "\n")
     print(f"wrote {len(parameters)} monitoring stack parameters for {stage} to {args.output}")
+    if args.model_monitor_output:
+        extra = model_monitor_parameters(monitoring, deployment, folder, baseline)
+        args.model_monitor_output.write_text(
+            json.dumps(as_cloudformation_parameters(extra), indent=2) + "\n"
+        )
+        print(f"wrote the Model Monitor stack parameters to {args.model_monitor_output}")
 
 
 def smoke_test_rows(config: PipelineConfig, rows: int) -> pd.DataFrame:
@@ -308,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--baseline-kms-key-arn", help="key of the baseline (env KMS_KEY_ARN)")
     monitor.add_argument("--notification-email", help="env NOTIFICATION_EMAIL")
     monitor.add_argument("--output", type=Path, required=True, help="JSON file to write")
+    monitor.add_argument(
+        "--model-monitor-output", type=Path, help="also write infra/model-monitor.yml's parameters"
+    )
     monitor.set_defaults(handler=monitoring_params)
 
     smoke = commands.add_parser(

@@ -145,7 +145,11 @@ def segment_labels(values: np.ndarray, spec: dict) -> np.ndarray:
 
 
 def build_baseline(
-    features: pd.DataFrame, predictions: np.ndarray, problem_type: str, monitoring_image: str
+    features: pd.DataFrame,
+    predictions: np.ndarray,
+    problem_type: str,
+    monitoring_image: str,
+    model_monitor_image: str = "",
 ) -> dict:
     """Reference distributions of every feature, of the predictions, and of the predictions per
     segment of every feature (so any attribute can be watched later without retraining)."""
@@ -177,6 +181,7 @@ def build_baseline(
         "problem_type": problem_type,
         "row_count": len(features),
         "monitoring_image": monitoring_image,
+        "model_monitor_image": model_monitor_image,
         "features": baseline_features,
         PREDICTION: distribution(predictions, seed=len(baseline_features)),
     }
@@ -243,7 +248,9 @@ def run_baseline(args: argparse.Namespace) -> dict:
     data = pd.concat([train, test], ignore_index=True)
     features = data.drop(columns=[args.target_column])
     predictions = _predict(base / "model" / "model.tar.gz", features)
-    baseline = build_baseline(features, predictions, args.problem_type, args.monitoring_image)
+    baseline = build_baseline(
+        features, predictions, args.problem_type, args.monitoring_image, args.model_monitor_image
+    )
     out = base / "baseline"
     out.mkdir(parents=True, exist_ok=True)
     (out / BASELINE_FILE).write_text(json.dumps(baseline))
@@ -677,6 +684,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     baseline.add_argument("--problem-type", required=True)
     baseline.add_argument("--target-column", required=True)
     baseline.add_argument("--monitoring-image", required=True)
+    baseline.add_argument("--model-monitor-image", default="")
     baseline.add_argument("--base-dir", type=Path, default=BASE_DIR)
     monitor = commands.add_parser("monitor", help="check one window of captured data")
     monitor.add_argument("--baseline", type=Path, required=True)

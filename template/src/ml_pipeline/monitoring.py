@@ -225,7 +225,9 @@ def stack_parameters(
 ) -> dict[str, str]:
     """Parameters of infra/monitoring.yml for one stage."""
     check_columns(config, baseline)
-    partition, region, account = deployment.package_arn.split(":")[1:4]
+    # arn:<partition>:sagemaker:<region>:<account>:model-package/...: the registry's account,
+    # which also runs the training pipeline.
+    _, partition, _, region, account = deployment.package_arn.split(":")[:5]
     direction = QUALITY_METRICS[baseline["problem_type"]][config.quality_metric]
     training_pipeline = event_bus = "none"
     # Only prod retrains: staging sees smoke tests, not the traffic the model must fit.
@@ -245,8 +247,8 @@ def stack_parameters(
         "BaselineS3Uri": folder,
         "BaselineKmsKeyArn": deployment.baseline_kms_key_arn,
         "MonitoringImageUri": baseline["monitoring_image"],
-        # The stack reads data-capture/<stage>/, ground-truth/<stage>/ and writes monitoring/<stage>/
-        # in the bucket that holds the stage's captured data.
+        # The stack reads data-capture/<stage>/ and ground-truth/<stage>/ and writes
+        # monitoring/<stage>/ in the bucket that holds the stage's captured data.
         "DataBucketName": deployment.capture_bucket,
         "QualityMonitoring": "enabled" if config.quality_enabled else "disabled",
         "NotificationEmail": deployment.notification_email,
@@ -269,6 +271,32 @@ def stack_parameters(
         "CooldownHours": str(config.cooldown_hours),
         "TrainingPipelineArn": training_pipeline,
         "RetrainingEventBusArn": event_bus,
+    }
+
+
+def model_monitor_parameters(
+    config: MonitoringConfig, deployment: Deployment, folder: str, baseline: dict
+) -> dict[str, str]:
+    """Parameters of infra/model-monitor.yml (projects that opt into SageMaker Model Monitor)."""
+    if not baseline.get("model_monitor_image"):
+        raise ConfigError(
+            "the package's baseline names no Model Monitor image: retrain with this version of "
+            "the pipeline, then approve the new model"
+        )
+    return {
+        "ProjectName": deployment.project_name,
+        "Stage": deployment.stage,
+        "KmsKeyArn": deployment.kms_key_arn,
+        "BaselineS3Uri": folder,
+        "BaselineKmsKeyArn": deployment.baseline_kms_key_arn,
+        "ModelMonitorImageUri": baseline["model_monitor_image"],
+        "DataBucketName": deployment.capture_bucket,
+        "ProblemType": {
+            "regression": "Regression",
+            "binary_classification": "BinaryClassification",
+        }[baseline["problem_type"]],
+        "QualityMonitoring": "enabled" if config.quality_enabled else "disabled",
+        "ProcessingInstanceType": config.instance_type,
     }
 
 

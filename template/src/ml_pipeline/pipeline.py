@@ -146,6 +146,8 @@ def get_pipeline(
     xgboost_image = image_uris.retrieve(
         framework="xgboost", region=region, version=config.xgboost_image_version
     )
+    # Recorded in the baseline for projects that opt into SageMaker Model Monitor.
+    model_monitor_image = image_uris.retrieve(framework="model-monitor", region=region)
 
     def processor(image_uri: str, job: str, instance_count) -> ScriptProcessor:
         """A processing job of this project: encrypted volumes and outputs, tagged."""
@@ -266,6 +268,8 @@ def get_pipeline(
                 # The scheduled monitoring job runs in the scikit-learn image of this region.
                 "--monitoring-image",
                 sklearn_image,
+                "--model-monitor-image",
+                model_monitor_image,
             ],
         ),
         cache_config=CACHE_CONFIG,
