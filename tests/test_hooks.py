@@ -53,7 +53,7 @@ def test_hook_exit_status_and_report_name_the_file_rule_and_fix(project_copy: Pa
 def test_hook_succeeds_on_clean_project(small_project: Path) -> None:
     result = run_hook(small_project)
     assert result.returncode == 0, result.stderr
-    assert "checks passed (9 of 9 run)" in result.stderr
+    assert "checks passed (10 of 10 run)" in result.stderr
 
 
 def test_broken_yaml_is_reported(project_copy: Path) -> None:
@@ -264,3 +264,63 @@ def test_pipeline_without_a_prod_account_role_is_reported(medium_copy: Path) -> 
     findings = validate.check_account_trust(medium_copy)
     assert [(f.path, f.rule) for f in findings] == [("infra/toolchain.yml", "cross-account-roles")]
     assert "prod account 333333333333" in findings[0].message
+
+
+def test_missing_monitoring_stack_is_reported(project_copy: Path) -> None:
+    (project_copy / "infra" / "monitoring.yml").unlink()
+    findings = validate.check_monitoring(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [("infra/monitoring.yml", "monitoring")]
+    assert "deployed without monitoring" in findings[0].message
+
+
+def _drop(resource_type: str) -> Callable[[dict], None]:
+    def change(template: dict) -> None:
+        for logical_id in [k for k, r in template["Resources"].items() if r["Type"] == resource_type]:
+            del template["Resources"][logical_id]
+    return change
+
+
+def _only_in_prod(resource_type: str) -> Callable[[dict], None]:
+    def change(template: dict) -> None:
+        template["Conditions"]["IsProd"] = {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+        for resource in template["Resources"].values():
+            if resource["Type"] == resource_type:
+                resource["Condition"] = "IsProd"
+    return change
+
+
+def _silence_alarms(template: dict) -> None:
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            resource["Properties"].pop("AlarmActions", None)
+
+
+def _staging_only(template: dict) -> None:
+    template["Parameters"]["Stage"]["AllowedValues"] = ["staging"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_drop("AWS::Scheduler::Schedule"), "no scheduled monitoring run"),
+    (_only_in_prod("AWS::Scheduler::Schedule"), "no scheduled monitoring run"),
+    (_drop("AWS::SNS::Subscription"), "no notification target"),
+    (_silence_alarms, "no alarm notifies a subscribed topic"),
+    (_staging_only, "does not allow prod"),
+], ids=["no-schedule", "schedule-only-in-prod", "no-subscription", "silent-alarms", "stage-missing"])
+def test_stage_without_monitor_alarm_or_notification_is_reported(project_copy: Path, change,
+                                                                  message: str) -> None:
+    rewrite_template(project_copy, "infra/monitoring.yml", change)
+    findings = validate.check_monitoring(project_copy)
+    assert {(f.path, f.rule) for f in findings} == {("infra/monitoring.yml", "monitoring")}
+    assert any(message in f.message for f in findings), findings
+
+
+def test_deploy_job_that_skips_the_monitoring_stack_is_reported(project_copy: Path) -> None:
+    buildspec = project_copy / "buildspecs" / "deploy.yml"
+    buildspec.write_text(buildspec.read_text().replace("--template-file infra/monitoring.yml",
+                                                       "--template-file infra/other.yml"))
+    findings = validate.check_monitoring(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [("buildspecs/deploy.yml", "monitoring")]
+
+
+def test_medium_project_monitors_every_stage(medium_project: Path) -> None:
+    assert validate.check_monitoring(medium_project) == []
