@@ -72,13 +72,21 @@ def monitoring_config():
     return load_monitoring_config(REPO_ROOT / "config" / "monitoring.yml", problem_type)
 
 
-def baseline_document(problem_type: str = "regression") -> dict:
+def project_problem_type() -> str:
+    return load_config(REPO_ROOT / "config" / "pipeline.yml").problem_type
+
+
+def baseline_document(problem_type: str | None = None) -> dict:
     rng = __import__("numpy").random.RandomState(0)
     import pandas as pd
 
     features = pd.DataFrame({name: rng.normal(size=300) for name in FEATURES})
     return drift.build_baseline(
-        features, features["f_a"].to_numpy(), problem_type, SKLEARN_IMAGE, MONITOR_IMAGE
+        features,
+        features["f_a"].to_numpy(),
+        problem_type or project_problem_type(),
+        SKLEARN_IMAGE,
+        MONITOR_IMAGE,
     )
 
 
@@ -551,3 +559,10 @@ def test_tooling_starts_training_on_the_request_prod_forwards(monitoring):
     (bus_policy,) = resources(toolchain, "AWS::Events::EventBusPolicy").values()
     principal = resolve(bus_policy["Properties"]["Statement"]["Principal"], toolchain)
     assert principal == {"AWS": f"arn:{PARTITION}:iam::{prod}:root"}
+
+
+def test_a_quality_metric_of_another_problem_type_is_refused():
+    config = monitoring_config()
+    other = "binary_classification" if project_problem_type() == "regression" else "regression"
+    with pytest.raises(ConfigError, match=f"a {other} model"):
+        stack_parameters(config, deployment("prod"), "s3://b/k", baseline_document(other))

@@ -228,7 +228,13 @@ def stack_parameters(
     # arn:<partition>:sagemaker:<region>:<account>:model-package/...: the registry's account,
     # which also runs the training pipeline.
     _, partition, _, region, account = deployment.package_arn.split(":")[:5]
-    direction = QUALITY_METRICS[baseline["problem_type"]][config.quality_metric]
+    metrics = QUALITY_METRICS[baseline["problem_type"]]
+    if config.quality_metric not in metrics:
+        raise ConfigError(
+            f"quality.metric {config.quality_metric!r} does not apply to the served model, a "
+            f"{baseline['problem_type']} model; use one of {sorted(metrics)}"
+        )
+    direction = metrics[config.quality_metric]
     training_pipeline = event_bus = "none"
     # Only prod retrains: staging sees smoke tests, not the traffic the model must fit.
     if config.retraining_enabled and deployment.stage == "prod":
