@@ -519,9 +519,10 @@ def test_the_job_publishes_into_the_alarms_namespace(monitoring, tmp_path):
     assert args.namespace == namespace
 
 
-def test_default_engine_has_no_model_monitor_schedule(monitoring):
+def test_monitoring_needs_no_sagemaker_monitoring_resources(monitoring):
+    """The scheduler starts a plain processing job: nothing here needs Model Monitor."""
     types = {r["Type"] for r in monitoring["Resources"].values()}
-    assert "AWS::SageMaker::MonitoringSchedule" not in types
+    assert not {t for t in types if t.startswith("AWS::SageMaker::")}
     assert {"AWS::Scheduler::Schedule", "AWS::SNS::Topic", "AWS::SNS::Subscription"} <= types
 
 
