@@ -10,6 +10,8 @@ from typing import Any
 
 import boto3
 import botocore.session
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from botocore.validate import validate_parameters
@@ -26,7 +28,9 @@ from test_cloudformation import (
     REPO_ROOT,
     IamEnforcer,
     Need,
+    Role,
     _matches,
+    _stand_in,
     cli_environment,
     ecr_repository,
     kms_key_arn,
@@ -77,9 +81,7 @@ def project_problem_type() -> str:
 
 
 def baseline_document(problem_type: str | None = None) -> dict:
-    rng = __import__("numpy").random.RandomState(0)
-    import pandas as pd
-
+    rng = np.random.RandomState(0)
     features = pd.DataFrame({name: rng.normal(size=300) for name in FEATURES})
     return drift.build_baseline(
         features,
@@ -475,8 +477,6 @@ def test_monitoring_role_can_do_what_the_job_does(monitoring, monkeypatch, tmp_p
 
 def published_metric_names() -> set[str]:
     """Every metric drift.py publishes, from a window with drift, labels and segments."""
-    import numpy as np
-
     baseline = baseline_document()
     rows = [[str(v + 3), str(v)] for v in np.random.RandomState(1).normal(size=200)]
     captured = drift.Captured(rows=rows, predictions=[3.0] * 200, inference_ids=["a"] * 200)
@@ -567,3 +567,35 @@ def test_a_quality_metric_of_another_problem_type_is_refused():
     other = "binary_classification" if project_problem_type() == "regression" else "regression"
     with pytest.raises(ConfigError, match=f"a {other} model"):
         stack_parameters(config, deployment("prod"), "s3://b/k", baseline_document(other))
+
+
+@pytest.mark.skipif(not MULTI_ACCOUNT, reason="single-account projects read their own bucket")
+def test_target_monitoring_jobs_may_read_the_baseline_in_the_tooling_account():
+    """SageMaker downloads the baseline folder with the target account's monitoring role: the
+    artifact bucket's policy and the project key's policy must admit it, and only for that."""
+    toolchain = load(INFRA / "toolchain.yml")
+    project = project_name()
+    variables = {"ProjectName": project, "ProjectNameLower": project.lower()}
+    stand_ins = {"<ArtifactBucket.Arn>": f"arn:{PARTITION}:s3:::{BUCKET}"}
+    bucket = toolchain["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]
+    key = next(iter(resources(toolchain, "AWS::KMS::Key").values()))["Properties"]["KeyPolicy"]
+    allowed = [
+        _stand_in(resolve(s, toolchain, variables), stand_ins)
+        for s in [*bucket["Statement"], *key["Statement"]]
+        if s["Effect"] == "Allow"
+    ]
+    policies = Role("ArtifactBucketPolicy+ProjectKey", allowed)
+    folder = f"{project}-training/exec1/Baseline/baseline"
+    for stage in ("staging", "prod"):
+        account = toolchain["Parameters"][f"{stage.capitalize()}AccountId"]["Default"]
+        who = (
+            ("aws:PrincipalArn", f"arn:{PARTITION}:iam::{account}:role/{project}-monitor-{stage}"),
+        )
+        listing = (*who, ("s3:prefix", folder))
+        assert policies.allows(Need("s3:ListBucket", f"arn:{PARTITION}:s3:::{BUCKET}", listing))
+        assert policies.allows(Need("s3:GetObject", s3_object(f"{BUCKET}/{folder}/drift.py"), who))
+        assert policies.allows(Need("kms:Decrypt", "*", who))
+        training_data = s3_object(f"{BUCKET}/{project}-training/exec1/Preprocess/train/train.csv")
+        assert not policies.allows(Need("s3:GetObject", training_data, who))
+        other = (("aws:PrincipalArn", f"arn:{PARTITION}:iam::{account}:role/someone"),)
+        assert not policies.allows(Need("s3:GetObject", s3_object(f"{BUCKET}/{folder}/x"), other))
