@@ -556,12 +556,18 @@ BOUNDARY_IN_OWN_ACCOUNT = re.compile(r"^arn:\$\{AWS::Partition\}:iam::\$\{AWS::A
 
 def _boundary_is_the_answer(boundary: Any, parameters: dict, policy: str) -> bool:
     """The boundary is the answered policy (path and name) of the role's own account: IAM only
-    attaches a policy of that account. A parameter without a default is passed at deploy time."""
+    attaches a policy of that account. A parameter without a default, or with an empty one under
+    a condition (the stacks the deploy job deploys with PERMISSIONS_BOUNDARY_POLICY), is passed
+    at deploy time."""
+    if isinstance(boundary, dict) and "Fn::If" in boundary:
+        _, when_set, _ = boundary["Fn::If"]
+        return _boundary_is_the_answer(when_set, {**parameters, "__conditional__": True}, policy)
     text = boundary.get("Fn::Sub") if isinstance(boundary, dict) else None
     match = BOUNDARY_IN_OWN_ACCOUNT.match(text) if isinstance(text, str) else None
     if not match:
         return False
-    return (parameters.get(match.group(1)) or {}).get("Default", policy) == policy
+    default = (parameters.get(match.group(1)) or {}).get("Default", policy)
+    return default == policy or (default == "" and parameters.get("__conditional__", False))
 
 
 def _codebuild_variables(template: dict, name_suffix: str) -> dict[str, Any]:
@@ -618,6 +624,12 @@ def check_large_guardrails(root: Path) -> list[Finding]:
                                     "training pipeline's jobs would run outside the private subnets",
                                     "set both from the network stack's exports on the build project"))
         deploy = _codebuild_variables(toolchain, "-deploy")
+        if not deploy.get("PERMISSIONS_BOUNDARY_POLICY"):
+            findings.append(Finding("infra/toolchain.yml", "permissions-boundary",
+                                    "the deploy job does not pass PERMISSIONS_BOUNDARY_POLICY, so the roles of "
+                                    "the stacks it deploys (monitoring) would be unbounded",
+                                    "set PERMISSIONS_BOUNDARY_POLICY: !Ref PermissionsBoundaryPolicy on the "
+                                    "deploy project"))
         if not deploy.get("NETWORK_STACK_NAME"):
             findings.append(Finding("infra/toolchain.yml", "vpc-only",
                                     "the deploy job does not name the network stack, so endpoints would run "
@@ -644,6 +656,70 @@ def check_large_guardrails(root: Path) -> list[Finding]:
     return findings
 
 
+MONITORING_TEMPLATE = Path("infra/monitoring.yml")
+ENDPOINT_TEMPLATE = Path("infra/endpoint.yml")
+DEPLOY_BUILDSPEC = Path("buildspecs/deploy.yml")
+SCHEDULE_TYPES = ("AWS::Scheduler::Schedule", "AWS::SageMaker::MonitoringSchedule")
+
+
+def _stages(template: dict) -> set[str]:
+    return {str(v) for v in ((template.get("Parameters") or {}).get("Stage") or {}).get("AllowedValues") or []}
+
+
+def check_monitoring(root: Path) -> list[Finding]:
+    """Every stage the deploy job deploys an endpoint to gets a scheduled monitoring run, alarms
+    and a notification target: resources the monitoring stack creates for every stage (none
+    behind a condition), and a deploy job that deploys that stack."""
+    endpoint_path, path = root / ENDPOINT_TEMPLATE, root / MONITORING_TEMPLATE
+    if not endpoint_path.is_file():
+        return []  # nothing is deployed, so nothing needs monitoring
+    stages = _stages(load_yaml(endpoint_path))
+    rel = str(MONITORING_TEMPLATE)
+    if not path.is_file():
+        return [Finding(rel, "monitoring", f"missing: the endpoints ({', '.join(sorted(stages))}) are "
+                        "deployed without monitoring", "restore it from the template (copier update, or "
+                        "copier recopy)")]
+    template = load_yaml(path)
+    resources = template.get("Resources") or {}
+    findings = []
+    unmonitored = stages - _stages(template)
+    if unmonitored:
+        findings.append(Finding(rel, "monitoring",
+                                f"its Stage parameter does not allow {', '.join(sorted(unmonitored))}, "
+                                "where an endpoint is deployed", "list every stage of infra/endpoint.yml in "
+                                "the Stage parameter's AllowedValues"))
+
+    def always(kind: str) -> dict[str, dict]:
+        return {logical_id: r for logical_id, r in resources.items()
+                if r.get("Type") == kind and "Condition" not in r}
+
+    if not any(always(kind) for kind in SCHEDULE_TYPES):
+        findings.append(Finding(rel, "monitoring", "no scheduled monitoring run exists for every stage",
+                                "add an AWS::Scheduler::Schedule without a Condition that starts the "
+                                "monitoring job"))
+    topics = always("AWS::SNS::Topic")
+    subscribed = [t for t in topics if any(_refers_to((s.get("Properties") or {}).get("TopicArn"), t)
+                                           for s in always("AWS::SNS::Subscription").values())]
+    if not subscribed:
+        findings.append(Finding(rel, "monitoring", "no notification target: no SNS topic with a subscription "
+                                "for every stage", "add an AWS::SNS::Topic and an AWS::SNS::Subscription "
+                                "(Protocol email, Endpoint !Ref NotificationEmail)"))
+    notifying = [a for a in always("AWS::CloudWatch::Alarm").values()
+                 if any(_refers_to((a.get("Properties") or {}).get("AlarmActions"), t) for t in subscribed)]
+    if not notifying:
+        findings.append(Finding(rel, "monitoring", "no alarm notifies a subscribed topic in every stage",
+                                "give the drift alarm AlarmActions: [!Ref <the subscribed topic>] and no "
+                                "Condition"))
+    buildspec = root / DEPLOY_BUILDSPEC
+    deploys = f"--template-file {MONITORING_TEMPLATE}"
+    if buildspec.is_file() and deploys not in buildspec.read_text(encoding="utf-8"):
+        findings.append(Finding(str(DEPLOY_BUILDSPEC), "monitoring",
+                                f"deploys endpoints but never {MONITORING_TEMPLATE}",
+                                "deploy it after the endpoint stack in the same job: aws cloudformation deploy "
+                                f"{deploys} --stack-name \"$PROJECT_NAME-monitoring-$STAGE\" ..."))
+    return findings
+
+
 CHECKS: dict[str, Callable[[Path], list[Finding]]] = {
     "YAML/JSON parse": check_parse,
     "no leftover Jinja": check_leftover_jinja,
@@ -655,6 +731,7 @@ CHECKS: dict[str, Callable[[Path], list[Finding]]] = {
     "name lengths": check_name_lengths,
     "account trust": check_account_trust,
     "large guardrails": check_large_guardrails,
+    "monitoring": check_monitoring,
 }
 
 

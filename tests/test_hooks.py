@@ -372,3 +372,63 @@ def test_readme_deploy_command_without_the_required_tags_is_reported(large_copy:
 def test_guardrails_do_not_apply_below_large(medium_copy: Path) -> None:
     rewrite_template(medium_copy, "infra/endpoint.yml", _model_outside_vpc)
     assert validate.check_large_guardrails(medium_copy) == []
+
+
+def test_missing_monitoring_stack_is_reported(project_copy: Path) -> None:
+    (project_copy / "infra" / "monitoring.yml").unlink()
+    findings = validate.check_monitoring(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [("infra/monitoring.yml", "monitoring")]
+    assert "deployed without monitoring" in findings[0].message
+
+
+def _drop(resource_type: str) -> Callable[[dict], None]:
+    def change(template: dict) -> None:
+        for logical_id in [k for k, r in template["Resources"].items() if r["Type"] == resource_type]:
+            del template["Resources"][logical_id]
+    return change
+
+
+def _only_in_prod(resource_type: str) -> Callable[[dict], None]:
+    def change(template: dict) -> None:
+        template["Conditions"]["IsProd"] = {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+        for resource in template["Resources"].values():
+            if resource["Type"] == resource_type:
+                resource["Condition"] = "IsProd"
+    return change
+
+
+def _silence_alarms(template: dict) -> None:
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            resource["Properties"].pop("AlarmActions", None)
+
+
+def _staging_only(template: dict) -> None:
+    template["Parameters"]["Stage"]["AllowedValues"] = ["staging"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_drop("AWS::Scheduler::Schedule"), "no scheduled monitoring run"),
+    (_only_in_prod("AWS::Scheduler::Schedule"), "no scheduled monitoring run"),
+    (_drop("AWS::SNS::Subscription"), "no notification target"),
+    (_silence_alarms, "no alarm notifies a subscribed topic"),
+    (_staging_only, "does not allow prod"),
+], ids=["no-schedule", "schedule-only-in-prod", "no-subscription", "silent-alarms", "stage-missing"])
+def test_stage_without_monitor_alarm_or_notification_is_reported(project_copy: Path, change,
+                                                                  message: str) -> None:
+    rewrite_template(project_copy, "infra/monitoring.yml", change)
+    findings = validate.check_monitoring(project_copy)
+    assert {(f.path, f.rule) for f in findings} == {("infra/monitoring.yml", "monitoring")}
+    assert any(message in f.message for f in findings), findings
+
+
+def test_deploy_job_that_skips_the_monitoring_stack_is_reported(project_copy: Path) -> None:
+    buildspec = project_copy / "buildspecs" / "deploy.yml"
+    buildspec.write_text(buildspec.read_text().replace("--template-file infra/monitoring.yml",
+                                                       "--template-file infra/other.yml"))
+    findings = validate.check_monitoring(project_copy)
+    assert [(f.path, f.rule) for f in findings] == [("buildspecs/deploy.yml", "monitoring")]
+
+
+def test_medium_project_monitors_every_stage(medium_project: Path) -> None:
+    assert validate.check_monitoring(medium_project) == []

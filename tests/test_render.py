@@ -155,3 +155,52 @@ def test_every_policy_check_skip_carries_a_reason(small_project: Path) -> None:
     assert skips, "the access-log bucket's logging skip is expected"
     for template_name, logical_id, check, comment in skips:
         assert len(comment.split()) >= 8, f"{template_name} {logical_id}: {check} has no written reason"
+
+
+MONITORING_SCHEDULE = "AWS::SageMaker::MonitoringSchedule"
+
+
+def rendered_text(project: Path) -> str:
+    """Every rendered text file, as `grep -r` sees them (the sample data included)."""
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(project.rglob("*"))
+                     if p.is_file() and ".git" not in p.parts)
+
+
+@pytest.mark.parametrize("size", ["small", "medium"])
+def test_default_engine_monitors_without_model_monitor(size: str, small_project: Path,
+                                                      medium_project: Path) -> None:
+    """Issue 4's acceptance: alarms, an SNS topic and a scheduled run, and no Model Monitor."""
+    project = small_project if size == "small" else medium_project
+    assert "MonitoringSchedule" not in rendered_text(project)
+    assert not (project / "infra" / "model-monitor.yml").exists()
+    types = [r["Type"] for r in validate.load_yaml(project / "infra" / "monitoring.yml")["Resources"].values()]
+    assert {"AWS::Scheduler::Schedule", "AWS::SNS::Topic", "AWS::SNS::Subscription"} <= set(types)
+    assert types.count("AWS::CloudWatch::Alarm") >= 4
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["monitoring_engine"] == "pipeline"
+    config = yaml.safe_load((project / "config" / "monitoring.yml").read_text())
+    # Retraining and model quality are opt-in for one account, on for several.
+    assert config["retraining"]["enabled"] is (size != "small")
+    assert config["quality"]["enabled"] is (size != "small")
+
+
+@pytest.mark.parametrize("size", ["small", "medium"])
+def test_model_monitor_engine_renders_its_schedules_clean(render, size: str) -> None:
+    project = render(size, monitoring_engine="model_monitor")  # hooks run
+    assert validate.validate(project) == ([], [])
+    result = checkov(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    template = validate.load_yaml(project / "infra" / "model-monitor.yml")
+    schedules = {r["Properties"]["MonitoringScheduleConfig"]["MonitoringType"]
+                 for r in template["Resources"].values() if r["Type"] == MONITORING_SCHEDULE}
+    assert schedules == {"DataQuality", "ModelQuality"}
+    # The same alarms, topic and retraining trigger stay in the monitoring stack.
+    assert (project / "infra" / "monitoring.yml").is_file()
+    toolchain = (project / "infra" / "toolchain.yml").read_text(encoding="utf-8")
+    target = project / "infra" / "target-account.yml"
+    policies = target.read_text(encoding="utf-8") if target.is_file() else toolchain
+    assert "sagemaker:CreateMonitoringSchedule" in policies
+
+
+def test_model_monitor_permissions_are_only_rendered_for_its_engine(small_project: Path) -> None:
+    assert "sagemaker:CreateMonitoringSchedule" not in (small_project / "infra" / "toolchain.yml").read_text()

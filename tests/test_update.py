@@ -147,7 +147,7 @@ def test_update_refuses_a_downgrade(versioned_template: Path, tmp_path: Path) ->
 
 MEDIUM_ONLY = ("org_size", "tooling_account_id", "staging_account_id", "prod_account_id")
 LARGE_ONLY = ("org_size", "dev_account_id", "governance_account_id", "permissions_boundary_arn",
-              "required_tags")
+              "required_tags", "segment_attributes")
 
 
 def edit_as_user(project: Path) -> dict[str, str]:

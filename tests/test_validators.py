@@ -90,6 +90,8 @@ BAD_LARGE_ANSWERS = [
     ({"required_tags": {"Project": "x"}}, "required_tags", 'Tag key "Project" is reserved'),
     ({"required_tags": {"owner": "a<b"}}, "required_tags", 'The value of tag "owner" must be text'),
     ({"required_tags": {"cost centre!": "1"}}, "required_tags", 'Tag key "cost centre!" must be'),
+    ({"segment_attributes": "mean_radius"}, "segment_attributes", "as a YAML list of column names"),
+    ({"segment_attributes": ["mean radius"]}, "segment_attributes", '"mean radius" is not a column name'),
 ]
 
 

@@ -92,6 +92,12 @@ def star_resource_is_justified(statement: dict) -> bool:
     return actions <= VPC_SCOPED_ACTIONS and vpc_condition is not None
 
 
+# infra/monitoring.yml and infra/model-monitor.yml name their roles <ProjectName>-monitor-*.
+MONITORING_ROLE = re.compile(
+    r"arn:\$\{AWS::Partition\}:iam::\$\{AWS::AccountId\}:role/\$\{ProjectName\}-monitor-[a-z-]+"
+)
+
+
 def region() -> str:
     answers = REPO_ROOT / ".copier-answers.yml"
     if answers.is_file():
@@ -119,7 +125,8 @@ def resolve(value: Any, template: dict, variables: dict | None = None) -> Any:
 
     def name(ref: str) -> str:
         if variables and ref in variables:
-            return str(resolve(variables[ref], template))
+            others = {k: v for k, v in variables.items() if k != ref}
+            return str(resolve(variables[ref], template, others))
         if ref in pseudo:
             return pseudo[ref]
         if ref in parameters:
@@ -138,6 +145,10 @@ def resolve(value: Any, template: dict, variables: dict | None = None) -> Any:
             return f"<{argument[0]}.{argument[1]}>"
         if function == "Fn::Join":
             return argument[0].join(str(resolve(p, template, variables)) for p in argument[1])
+        if function == "Fn::Split":
+            return str(resolve(argument[1], template, variables)).split(argument[0])
+        if function == "Fn::Select":
+            return resolve(argument[1], template, variables)[int(argument[0])]
         if function == "Fn::Sub":
             text, local = (argument, {}) if isinstance(argument, str) else argument
             return re.sub(
@@ -360,7 +371,13 @@ def test_project_key_rotates_and_only_project_roles_use_it(toolchain: dict) -> N
             assert not actions & crypto, "account administration must not include key use"
         elif statement["Principal"].get("AWS") == own_account:
             principals = as_list(statement["Condition"]["ArnEquals"]["aws:PrincipalArn"])
-            assert all(p["Fn::GetAtt"][1] == "Arn" for p in principals)
+            # Roles of this stack, or the monitoring stacks' roles, named so that this policy
+            # can admit them before they exist.
+            assert all(
+                p.get("Fn::GetAtt", ["", ""])[1] == "Arn"
+                or MONITORING_ROLE.fullmatch(p.get("Fn::Sub", ""))
+                for p in principals
+            ), statement["Sid"]
         elif "AWS" in statement["Principal"]:
             # Other accounts (multi-account projects) may only decrypt: named roles, or (the
             # large layout's dev account) only through S3 reading the model artifacts.
@@ -547,8 +564,10 @@ def needs_of_call(service: str, operation: str, params: dict) -> list[Need]:
             return [Need("s3:GetObject", key), Need("kms:Decrypt", kms_key_arn())]
         if operation == "ListBuckets":
             return [Need("s3:ListAllMyBuckets", "*")]
-        if operation in ("HeadBucket", "ListObjects", "ListObjectsV2"):
+        if operation == "HeadBucket":
             return [Need("s3:ListBucket", bucket)]
+        if operation in ("ListObjects", "ListObjectsV2"):
+            return [Need("s3:ListBucket", bucket, (("s3:prefix", params.get("Prefix", "")),))]
     if service == "sagemaker":
         if operation in ("CreatePipeline", "UpdatePipeline", "StartPipelineExecution"):
             pipeline = sagemaker_arn(f"pipeline/{params['PipelineName']}")
@@ -564,6 +583,11 @@ def needs_of_call(service: str, operation: str, params: dict) -> list[Need]:
             return [Need(f"sagemaker:{operation}", params["PipelineExecutionArn"].lower())]
         if operation == "ListModelPackages":
             return [Need("sagemaker:ListModelPackages", "*")]
+        if operation == "DescribeModelPackage":
+            return [Need(f"sagemaker:{operation}", params["ModelPackageName"].lower())]
+    if service == "cloudwatch" and operation == "PutMetricData":
+        namespace = (("cloudwatch:namespace", params["Namespace"]),)
+        return [Need("cloudwatch:PutMetricData", "*", namespace)]
     if service == "sagemaker-runtime" and operation == "InvokeEndpoint":
         endpoint = sagemaker_arn(f"endpoint/{params['EndpointName']}")
         return [Need("sagemaker:InvokeEndpoint", endpoint)]

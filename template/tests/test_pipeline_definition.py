@@ -71,6 +71,7 @@ def test_top_level_steps_run_in_order(built):
         ("Preprocess", "Processing"),
         ("Train", "Training"),
         ("Evaluate", "Processing"),
+        ("Baseline", "Processing"),
         ("QualityGate", "Condition"),
     ]
     steps = steps_by_name(definition)
@@ -213,10 +214,37 @@ def test_registration_uses_group_approval_parameter_and_metrics(built):
     assert spec["SupportedTransformInstanceTypes"] == ["ml.m5.xlarge"]
 
 
+def test_baseline_of_the_trained_model_is_the_packages_drift_check_baseline(built):
+    """Monitoring compares each stage with the baseline of the package it serves."""
+    problem_type, definition, _ = built
+    steps = steps_by_name(definition)
+    baseline = steps["Baseline"]["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in baseline["ProcessingInputs"]}
+    assert inputs["model"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
+    assert inputs["train"] == {
+        "Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"
+    }
+    assert inputs["code"].endswith("/drift.py")
+    arguments = baseline["AppSpecification"]["ContainerArguments"]
+    assert arguments[:3] == ["baseline", "--problem-type", problem_type]
+    # The scheduled job runs in the scikit-learn image the pipeline also uses.
+    monitoring_image = arguments[arguments.index("--monitoring-image") + 1]
+    assert monitoring_image == steps["Preprocess"]["Arguments"]["AppSpecification"]["ImageUri"]
+    assert "xgboost" in baseline["AppSpecification"]["ImageUri"]
+    folder = {"Get": "Steps.Baseline.ProcessingOutputConfig.Outputs['baseline'].S3Output.S3Uri"}
+    quality = steps["RegisterModel"]["Arguments"]["DriftCheckBaselines"]["ModelDataQuality"]
+    assert quality["Statistics"]["S3Uri"]["Std:Join"]["Values"] == [folder, "baseline.json"]
+    assert quality["Constraints"]["S3Uri"]["Std:Join"]["Values"] == [folder, "constraints.json"]
+
+
 def test_scripts_are_uploaded_encrypted_to_the_artifact_bucket(built):
     _, definition, objects = built
     steps = steps_by_name(definition)
-    for name, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py")):
+    for name, script in (
+        ("Preprocess", "preprocess.py"),
+        ("Evaluate", "evaluate.py"),
+        ("Baseline", "drift.py"),
+    ):
         (code,) = [
             i for i in steps[name]["Arguments"]["ProcessingInputs"] if i["InputName"] == "code"
         ]
@@ -224,7 +252,7 @@ def test_scripts_are_uploaded_encrypted_to_the_artifact_bucket(built):
         assert uri.startswith(f"s3://{BUCKET}/{PROJECT}-training/code/")
         assert uri.endswith(f"/{script}")
         assert objects[uri.removeprefix(f"s3://{BUCKET}/")] == KMS_KEY_ARN
-    assert len(objects) == 2
+    assert len(objects) == 3
 
 
 @pytest.mark.parametrize(
@@ -253,6 +281,10 @@ def test_definition_is_deterministic(built):
     assert again == definition
 
 
+# Every step that starts a job (processing or training).
+JOB_STEPS = ("Preprocess", "Train", "Baseline", "Evaluate")
+
+
 def job_vpcs(definition: dict) -> dict[str, dict | None]:
     """The VPC of every job step (None: the job runs in SageMaker's own network)."""
     vpcs = {}
@@ -267,7 +299,7 @@ def job_vpcs(definition: dict) -> dict[str, dict | None]:
 
 def test_jobs_run_in_sagemaker_network_without_subnets(built):
     _, definition, _ = built
-    assert job_vpcs(definition) == {"Preprocess": None, "Train": None, "Evaluate": None}
+    assert job_vpcs(definition) == dict.fromkeys(JOB_STEPS)
 
 
 def test_every_job_runs_in_the_given_private_subnets():
@@ -275,7 +307,7 @@ def test_every_job_runs_in_the_given_private_subnets():
     vpc = {"subnet_ids": ["subnet-0a", "subnet-0b"], "security_group_ids": ["sg-0c"]}
     definition, _ = build_definition("regression", pipeline_kwargs=vpc)
     expected = {"Subnets": ["subnet-0a", "subnet-0b"], "SecurityGroupIds": ["sg-0c"]}
-    assert job_vpcs(definition) == {"Preprocess": expected, "Train": expected, "Evaluate": expected}
+    assert job_vpcs(definition) == dict.fromkeys(JOB_STEPS, expected)
 
 
 def test_subnets_without_security_groups_are_refused():

@@ -1,4 +1,5 @@
-"""`ml-pipeline`: run the training pipeline, pick the model to deploy, smoke-test an endpoint.
+"""`ml-pipeline`: run the training pipeline, pick the model to deploy, set up its monitoring and
+smoke-test an endpoint.
 
 Every option falls back to an environment variable, the ones the CodeBuild projects set.
 """
@@ -6,6 +7,7 @@ Every option falls back to an environment variable, the ones the CodeBuild proje
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -17,6 +19,16 @@ import boto3
 import pandas as pd
 
 from ml_pipeline.config import DEFAULT_CONFIG_PATH, STAGES, ConfigError, PipelineConfig, load_config
+from ml_pipeline.monitoring import (
+    DEFAULT_MONITORING_CONFIG_PATH,
+    Deployment,
+    as_cloudformation_parameters,
+    baseline_uri,
+    load_monitoring_config,
+    model_monitor_parameters,
+    read_baseline,
+    stack_parameters,
+)
 from ml_pipeline.preprocess import select_columns, split_dataset
 
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
@@ -175,6 +187,52 @@ def deploy_params(args: argparse.Namespace) -> None:
     )
 
 
+def monitoring_params(args: argparse.Namespace) -> None:
+    stage = _setting(args, "stage", "--stage", "STAGE")
+    if stage not in STAGES:
+        raise CliError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    region = _region(args)
+    config = load_config(args.config)
+    monitoring = load_monitoring_config(args.monitoring_config, config.problem_type)
+    deployment = Deployment(
+        project_name=_setting(args, "project_name", "--project-name", "PROJECT_NAME"),
+        stage=stage,
+        package_arn=_setting(args, "model_package_arn", "--model-package-arn", "MODEL_PACKAGE_ARN"),
+        capture_bucket=_setting(args, "capture_bucket", "--capture-bucket", "DATA_CAPTURE_BUCKET"),
+        kms_key_arn=_setting(args, "kms_key_arn", "--kms-key-arn", "ENDPOINT_KMS_KEY_ARN"),
+        baseline_kms_key_arn=_setting(
+            args, "baseline_kms_key_arn", "--baseline-kms-key-arn", "KMS_KEY_ARN"
+        ),
+        notification_email=_setting(
+            args, "notification_email", "--notification-email", "NOTIFICATION_EMAIL"
+        ),
+        # The deploy job of a multi-account project deploys into a target account; retraining
+        # then reaches the training pipeline through the tooling account's event bus.
+        cross_account=bool(os.environ.get("TARGET_ACCOUNT_ROLE_ARN")),
+        subnet_ids=tuple(_id_list(args, "subnet_ids", "SUBNET_IDS")),
+        security_group_ids=tuple(_id_list(args, "security_group_ids", "SECURITY_GROUP_IDS")),
+        permissions_boundary_policy=os.environ.get("PERMISSIONS_BOUNDARY_POLICY", ""),
+    )
+    if bool(deployment.subnet_ids) != bool(deployment.security_group_ids):
+        raise CliError(
+            "--subnet-ids and --security-group-ids go together (env SUBNET_IDS and "
+            "SECURITY_GROUP_IDS): give both to run the monitoring job in a VPC, or neither"
+        )
+    # Read here, with the deploy job's own role: in a multi-account project the registry and the
+    # baseline are in this (tooling) account.
+    folder = baseline_uri(_client("sagemaker", region), deployment.package_arn)
+    baseline = read_baseline(_client("s3", region), folder)
+    parameters = stack_parameters(monitoring, deployment, folder, baseline)
+    args.output.write_text(json.dumps(as_cloudformation_parameters(parameters), indent=2) + "\n")
+    print(f"wrote {len(parameters)} monitoring stack parameters for {stage} to {args.output}")
+    if args.model_monitor_output:
+        extra = model_monitor_parameters(monitoring, deployment, folder, baseline)
+        args.model_monitor_output.write_text(
+            json.dumps(as_cloudformation_parameters(extra), indent=2) + "\n"
+        )
+        print(f"wrote the Model Monitor stack parameters to {args.model_monitor_output}")
+
+
 def smoke_test_rows(config: PipelineConfig, rows: int) -> pd.DataFrame:
     """Feature rows from the test split of the sample data, as the pipeline held it out."""
     if not config.sample_data_path.is_file():
@@ -264,6 +322,38 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--stage", help=f"one of {', '.join(STAGES)} (env STAGE)")
     deploy.add_argument("--model-package-group", help="env MODEL_PACKAGE_GROUP_NAME")
     deploy.set_defaults(handler=deploy_params)
+
+    monitor = commands.add_parser(
+        "monitoring-params",
+        parents=[common],
+        help="write the monitoring stack parameters of a stage as a CloudFormation JSON file",
+    )
+    monitor.add_argument("--stage", help=f"one of {', '.join(STAGES)} (env STAGE)")
+    monitor.add_argument(
+        "--monitoring-config",
+        type=Path,
+        default=Path(os.environ.get("MONITORING_CONFIG", DEFAULT_MONITORING_CONFIG_PATH)),
+        help="monitoring settings (env MONITORING_CONFIG, default %(default)s)",
+    )
+    monitor.add_argument("--project-name", help="env PROJECT_NAME")
+    monitor.add_argument(
+        "--model-package-arn", help="the package the stage serves (env MODEL_PACKAGE_ARN)"
+    )
+    monitor.add_argument("--capture-bucket", help="env DATA_CAPTURE_BUCKET")
+    monitor.add_argument(
+        "--kms-key-arn", help="key of the stage's account (env ENDPOINT_KMS_KEY_ARN)"
+    )
+    monitor.add_argument("--baseline-kms-key-arn", help="key of the baseline (env KMS_KEY_ARN)")
+    monitor.add_argument("--notification-email", help="env NOTIFICATION_EMAIL")
+    monitor.add_argument(
+        "--subnet-ids", help="private subnets of the monitoring job (env SUBNET_IDS; default none)"
+    )
+    monitor.add_argument("--security-group-ids", help="env SECURITY_GROUP_IDS")
+    monitor.add_argument("--output", type=Path, required=True, help="JSON file to write")
+    monitor.add_argument(
+        "--model-monitor-output", type=Path, help="also write infra/model-monitor.yml's parameters"
+    )
+    monitor.set_defaults(handler=monitoring_params)
 
     smoke = commands.add_parser(
         "smoke-test", parents=[common], help="send test rows to an endpoint"

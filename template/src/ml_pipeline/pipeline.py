@@ -1,4 +1,5 @@
-"""The SageMaker training pipeline: preprocess -> train -> evaluate -> quality gate -> register.
+"""The SageMaker training pipeline: preprocess -> train -> evaluate and baseline -> quality gate ->
+register (with the baseline as the package's drift-check baseline).
 
 Built with the SageMaker Python SDK v3 (sagemaker-core, sagemaker-train, sagemaker-serve and
 sagemaker-mlops). Building the definition makes no SageMaker call; it only uploads the two
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import boto3
 from sagemaker.core import image_uris
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.core.network import NetworkConfig
 from sagemaker.core.processing import ScriptProcessor
@@ -48,6 +50,9 @@ PROCESSING_DIR = "/opt/ml/processing"
 # data cheap without pinning a stale result forever.
 CACHE_CONFIG = CacheConfig(enable_caching=True, expire_after="P30D")
 EVALUATION_FILE = "evaluation.json"
+# Written by drift.py's baseline command; monitoring reads them from the registered package.
+BASELINE_FILE = "baseline.json"
+CONSTRAINTS_FILE = "constraints.json"
 
 
 def pipeline_name(project_name: str) -> str:
@@ -155,6 +160,8 @@ def get_pipeline(
     xgboost_image = image_uris.retrieve(
         framework="xgboost", region=region, version=config.xgboost_image_version
     )
+    # Recorded in the baseline for projects that opt into SageMaker Model Monitor.
+    model_monitor_image = image_uris.retrieve(framework="model-monitor", region=region)
 
     def processor(image_uri: str, job: str, instance_count) -> ScriptProcessor:
         """A processing job of this project: encrypted volumes and outputs, tagged."""
@@ -253,6 +260,38 @@ def get_pipeline(
         cache_config=CACHE_CONFIG,
     )
 
+    # The baseline of the monitoring: the training data's distributions and this model's
+    # predictions on them. drift.py runs here in the XGBoost image (it needs the model) and copies
+    # itself into its output, so the package also carries the monitoring code of its baseline.
+    step_baseline = ProcessingStep(
+        name="Baseline",
+        step_args=processor(xgboost_image, "baseline", 1).run(
+            code=str(SCRIPTS_DIR / "drift.py"),
+            inputs=[
+                _s3_input("model", model_data, "model"),
+                _s3_input("train", split_outputs["train"].S3Output.S3Uri, "train"),
+                _s3_input("test", split_outputs["test"].S3Output.S3Uri, "test"),
+            ],
+            outputs=[_s3_output(bucket, project_name, "Baseline", "baseline")],
+            arguments=[
+                "baseline",
+                "--problem-type",
+                config.problem_type,
+                "--target-column",
+                config.target_column,
+                # The scheduled monitoring job runs in the scikit-learn image of this region.
+                "--monitoring-image",
+                sklearn_image,
+                "--model-monitor-image",
+                model_monitor_image,
+            ],
+        ),
+        cache_config=CACHE_CONFIG,
+    )
+    baseline_folder = step_baseline.properties.ProcessingOutputConfig.Outputs[
+        "baseline"
+    ].S3Output.S3Uri
+
     model_metrics = ModelMetrics(
         model_statistics=MetricsSource(
             s3_uri=Join(
@@ -286,6 +325,16 @@ def get_pipeline(
             inference_instances=list(config.inference_instance_types),
             transform_instances=list(config.transform_instance_types),
             model_metrics=model_metrics,
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=MetricsSource(
+                    s3_uri=Join(on="/", values=[baseline_folder, BASELINE_FILE]),
+                    content_type="application/json",
+                ),
+                model_data_constraints=MetricsSource(
+                    s3_uri=Join(on="/", values=[baseline_folder, CONSTRAINTS_FILE]),
+                    content_type="application/json",
+                ),
+            ),
             approval_status=approval_status,
         ),
     )
@@ -332,7 +381,7 @@ def get_pipeline(
             approval_status,
             gate_threshold,
         ],
-        steps=[step_preprocess, step_train, step_evaluate, step_gate],
+        steps=[step_preprocess, step_train, step_evaluate, step_baseline, step_gate],
         sagemaker_session=session,
         # No SageMaker Experiments trial per execution: it would need extra IAM actions and
         # create untagged resources.
