@@ -200,6 +200,17 @@ def test_medium_answers_as_the_product_builds_them_pass_the_template_validators(
     assert answers["tooling_account_id"] == ACCOUNT and answers["org_size"] == "medium"
 
 
+def test_retraining_answer_as_a_product_parameter_string_becomes_the_boolean(
+        template_snapshot: Path, tmp_path: Path) -> None:
+    """Custom resource properties arrive as strings; Copier must read "true" as the bool."""
+    answers = {key: value for key, value in product_answers("small").items() if key != "retraining_trigger"}
+    copier.run_copy(str(template_snapshot), str(tmp_path / "p"), data={**answers, "retraining_trigger": "true"},
+                    defaults=True, vcs_ref="HEAD", quiet=True, skip_tasks=True)
+    recorded = yaml.safe_load((tmp_path / "p" / ".copier-answers.yml").read_text())
+    assert recorded["retraining_trigger"] is True
+    assert "enabled: true" in (tmp_path / "p" / "config" / "monitoring.yml").read_text().split("retraining:")[1]
+
+
 def test_seed_requirements_pin_what_the_template_is_tested_with() -> None:
     lock = dict(line.split("==") for line in (TEMPLATE_ROOT / "requirements-dev.lock").read_text().splitlines()
                 if "==" in line and not line.startswith((" ", "#")))

@@ -91,7 +91,7 @@ def test_acceptance_command_renders_the_large_preset(template_snapshot: Path, tm
     assert answers["required_tags"]["cost-centre"] == "CC-4711"
     infra = {path.name: validate.load_yaml(path) for path in (destination / "infra").glob("*.yml")}
     assert set(infra) == {"toolchain.yml", "target-account.yml", "governance-account.yml", "network.yml",
-                          "endpoint.yml"}
+                          "endpoint.yml", "monitoring.yml"}
     kinds = {name: {r["Type"] for r in template["Resources"].values()} for name, template in infra.items()}
     assert "AWS::KMS::Key" in kinds["toolchain.yml"] and "AWS::KMS::Key" in kinds["target-account.yml"]
     assert "AWS::SageMaker::ModelPackageGroup" in kinds["governance-account.yml"]
