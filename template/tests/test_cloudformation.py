@@ -927,21 +927,27 @@ def test_model_role_serves_the_registered_model_and_captures_data(training_run, 
         assert not role.allows(Need("s3:GetObject", s3_object(uri))), uri
 
 
+def register_approved_package(project: str, **extra: Any) -> str:
+    """An Approved version in the project's group (under moto), as the deploy job finds it."""
+    sagemaker = boto3.client("sagemaker", region_name=region())
+    sagemaker.create_model_package_group(ModelPackageGroupName=f"{project}-models")
+    return sagemaker.create_model_package(
+        ModelPackageGroupName=f"{project}-models",
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [{"Image": "image", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        **extra,
+    )["ModelPackageArn"]
+
+
 def test_deploy_role_can_find_the_latest_approved_package(toolchain, monkeypatch, capsys):
     project = project_name()
     with mock_aws():
         cli_environment(monkeypatch, project)
-        sagemaker = boto3.client("sagemaker", region_name=region())
-        sagemaker.create_model_package_group(ModelPackageGroupName=f"{project}-models")
-        package = sagemaker.create_model_package(
-            ModelPackageGroupName=f"{project}-models",
-            ModelApprovalStatus="Approved",
-            InferenceSpecification={
-                "Containers": [{"Image": "image", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}],
-                "SupportedContentTypes": ["text/csv"],
-                "SupportedResponseMIMETypes": ["text/csv"],
-            },
-        )["ModelPackageArn"]
+        package = register_approved_package(project)
         enforcer = IamEnforcer(role_policy(toolchain, "DeployRole", project))
         enforcer.install(monkeypatch)
         assert run_cli(enforcer, ["deploy-params", "--stage", "staging"]) == "exit 0"

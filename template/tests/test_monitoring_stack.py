@@ -37,6 +37,7 @@ from test_cloudformation import (
     load,
     project_name,
     region,
+    register_approved_package,
     resolve,
     resources,
     role_arn,
@@ -286,16 +287,8 @@ def test_features_the_model_was_not_trained_on_are_refused():
 
 
 def register_package(project: str, folder: str) -> str:
-    sagemaker = boto3.client("sagemaker", region_name=region())
-    sagemaker.create_model_package_group(ModelPackageGroupName=f"{project}-models")
-    return sagemaker.create_model_package(
-        ModelPackageGroupName=f"{project}-models",
-        ModelApprovalStatus="Approved",
-        InferenceSpecification={
-            "Containers": [{"Image": "image", "ModelDataUrl": f"s3://{BUCKET}/model.tar.gz"}],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-        },
+    return register_approved_package(
+        project,
         DriftCheckBaselines={
             "ModelDataQuality": {
                 "Statistics": {
@@ -308,7 +301,7 @@ def register_package(project: str, folder: str) -> str:
                 },
             }
         },
-    )["ModelPackageArn"]
+    )
 
 
 @pytest.mark.parametrize("stage", ["staging", "prod"])
