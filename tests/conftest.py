@@ -9,7 +9,7 @@ from pathlib import Path
 
 import copier
 import pytest
-from support import TEMPLATE_ROOT, build_generated_venv, preset, snapshot_template
+from support import OLD_VERSION, TEMPLATE_ROOT, build_generated_venv, git, preset, snapshot_template
 
 sys.path.insert(0, str(TEMPLATE_ROOT / "hooks"))
 
@@ -18,6 +18,15 @@ sys.path.insert(0, str(TEMPLATE_ROOT / "hooks"))
 def template_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template as it is on disk, committed in a temporary repository."""
     return snapshot_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def versioned_template(template_snapshot: Path, tmp_path: Path) -> Path:
+    """A copy of the snapshot tagged OLD_VERSION, which a test may change and tag again."""
+    template = tmp_path / "template"
+    shutil.copytree(template_snapshot, template)
+    git(template, "tag", OLD_VERSION)
+    return template
 
 
 RenderFn = Callable[..., Path]

@@ -19,6 +19,8 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = TEMPLATE_ROOT / "variants"
 # Built once per dependency set and reused across tests and runs (gitignored).
 CACHE_DIR = TEMPLATE_ROOT / ".cache"
+# Fixture versions above any real release, so Copier treats them as the newest of a snapshot.
+OLD_VERSION, NEW_VERSION = "1000.0.0", "1000.1.0"
 GIT_IDENTITY = ("-c", "user.name=tests", "-c", "user.email=tests@example.com")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -21,7 +20,7 @@ import yaml
 from botocore.stub import ANY, Stubber
 from cfnlint.decode import decode
 from moto import mock_aws
-from support import TEMPLATE_ROOT, git, preset
+from support import NEW_VERSION, OLD_VERSION, TEMPLATE_ROOT, git, preset
 
 CATALOG = TEMPLATE_ROOT / "catalog"
 sys.path.insert(0, str(CATALOG))
@@ -33,7 +32,6 @@ import seed_trigger  # noqa: E402
 LONGEST_NAME = "a" + "b-" * 15 + "c"  # 32 characters, the SageMaker maximum
 LONGEST_ID = "p-" + "a1b2c3d4e5f6g7h8i9"  # 20 characters, the SageMaker maximum
 LONGEST_REGION = "ap-southeast-7"
-OLD, NEW = "1000.0.0", "1000.1.0"
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 
@@ -222,13 +220,6 @@ def test_seed_requirements_pin_what_the_template_is_tested_with() -> None:
 
 # ------------------------------------------------------------------ seeding ---------------------
 
-@pytest.fixture
-def versioned_template(template_snapshot: Path, tmp_path: Path) -> Path:
-    template_dir = tmp_path / "template"
-    shutil.copytree(template_snapshot, template_dir)
-    git(template_dir, "tag", OLD)
-    return template_dir
-
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
@@ -240,7 +231,7 @@ def remote(tmp_path: Path) -> Path:
 
 def new_seed(template_dir: Path, remote: Path, workdir: Path, **answers: str) -> seed.Seed:
     return seed.Seed(answers=product_answers("small", **answers), template_url=str(template_dir),
-                     template_version=OLD, repository_url=str(remote), workdir=workdir)
+                     template_version=OLD_VERSION, repository_url=str(remote), workdir=workdir)
 
 
 def remote_log(remote: Path) -> list[str]:
@@ -256,9 +247,9 @@ def test_seed_renders_commits_the_answers_pushes_then_deploys_and_is_idempotent(
     outcome = seed.run_seed(first, lambda s: events.append("deploy"))
 
     assert "seeded from" in outcome and events == ["push", "deploy"]
-    assert remote_log(remote) == [f"Seed demand-forecast from the MLOps template {OLD}"]
+    assert remote_log(remote) == [f"Seed demand-forecast from the MLOps template {OLD_VERSION}"]
     answers = yaml.safe_load(git(remote, "show", "main:.copier-answers.yml"))
-    assert answers["_commit"] == OLD and answers["_src_path"] == str(versioned_template)
+    assert answers["_commit"] == OLD_VERSION and answers["_src_path"] == str(versioned_template)
     assert answers["project_name"] == "demand-forecast" and answers["aws_region"] == REGION
 
     # A retry (CloudFormation resends, or the project is updated): nothing pushed, still deployed.
@@ -282,7 +273,7 @@ def test_codecommit_repository_is_created_by_the_toolchain_before_the_push(versi
                            repository_id="demand-forecast")
         project.answers.pop("codeconnections_arn")
         seed.run_seed(project, deploy)
-    assert remote_log(remote) == [f"Seed demand-forecast from the MLOps template {OLD}"]
+    assert remote_log(remote) == [f"Seed demand-forecast from the MLOps template {OLD_VERSION}"]
 
 
 def test_seed_replaces_a_host_created_readme_and_keeps_its_history(versioned_template: Path, remote: Path,
@@ -305,7 +296,7 @@ def test_seeded_project_updates_from_studio_on_a_branch_and_by_hand_from_a_clone
     readme = versioned_template / "template" / "README.md.jinja"
     readme.write_text(readme.read_text() + "\nA note from the next template version.\n")
     git(versioned_template, "commit", "-q", "-am", "template change")
-    git(versioned_template, "tag", NEW)
+    git(versioned_template, "tag", NEW_VERSION)
     deployed_from: list[str] = []
 
     def deploy(project: seed.Seed) -> None:
@@ -313,21 +304,22 @@ def test_seeded_project_updates_from_studio_on_a_branch_and_by_hand_from_a_clone
 
     for attempt in ("build-2", "build-3"):  # the second run is a retry and must add nothing
         update = new_seed(versioned_template, remote, tmp_path / attempt)
-        update.template_version = NEW
+        update.template_version = NEW_VERSION
         outcome = seed.run_seed(update, deploy)
-        assert f"proposed the update on branch template-update/{NEW}" in outcome
-    assert deployed_from == [OLD, OLD]  # the toolchain follows main, not the proposal
+        assert f"proposed the update on branch template-update/{NEW_VERSION}" in outcome
+    assert deployed_from == [OLD_VERSION, OLD_VERSION]  # the toolchain follows main, not the proposal
     assert len(remote_log(remote)) == 1
-    branch = f"template-update/{NEW}"
-    assert git(remote, "log", "--format=%s", branch).splitlines()[0].startswith(f"Update to the MLOps template {NEW}")
-    assert yaml.safe_load(git(remote, "show", f"{branch}:.copier-answers.yml"))["_commit"] == NEW
+    branch = f"template-update/{NEW_VERSION}"
+    subject = git(remote, "log", "--format=%s", branch).splitlines()[0]
+    assert subject.startswith(f"Update to the MLOps template {NEW_VERSION}")
+    assert yaml.safe_load(git(remote, "show", f"{branch}:.copier-answers.yml"))["_commit"] == NEW_VERSION
     assert "A note from the next template version." in git(remote, "show", f"{branch}:README.md")
 
     # A team member's clone of main takes the same update by hand, as the generated README says.
     project = tmp_path / "team-clone"
     subprocess.run(["git", "clone", "-q", str(remote), str(project)], check=True, capture_output=True)
-    copier.run_update(str(project), vcs_ref=NEW, defaults=True, overwrite=True, unsafe=True, quiet=True)
-    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW
+    copier.run_update(str(project), vcs_ref=NEW_VERSION, defaults=True, overwrite=True, unsafe=True, quiet=True)
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW_VERSION
     assert "A note from the next template version." in (project / "README.md").read_text()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -13,29 +12,20 @@ import copier
 import pytest
 import yaml
 from copier.errors import TaskError, UserMessageError
-from support import VARIANTS, git, preset
+from support import NEW_VERSION, OLD_VERSION, VARIANTS, git, preset
 
-# Above any real release, so Copier treats them as the newest versions of the snapshot.
-OLD, NEW = "1000.0.0", "1000.1.0"
 USER_LINE = "# Our team's note: keep the seed fixed so runs are comparable.\n"
 
-
-@pytest.fixture
-def versioned_template(template_snapshot: Path, tmp_path: Path) -> Path:
-    template = tmp_path / "template"
-    shutil.copytree(template_snapshot, template)
-    git(template, "tag", OLD)
-    return template
 
 
 def release(template: Path, relative: str, addition: str) -> None:
     path = template / "template" / relative
     path.write_text(path.read_text(encoding="utf-8") + addition, encoding="utf-8")
     git(template, "commit", "-q", "-am", "template change")
-    git(template, "tag", NEW)
+    git(template, "tag", NEW_VERSION)
 
 
-def generate(template: Path, destination: Path, ref: str = OLD, answers: dict | None = None) -> None:
+def generate(template: Path, destination: Path, ref: str = OLD_VERSION, answers: dict | None = None) -> None:
     copier.run_copy(str(template), str(destination), data=answers or preset("small"), defaults=True,
                     unsafe=True, vcs_ref=ref, quiet=True)
     git(destination, "init", "-q", "-b", "main")
@@ -77,12 +67,12 @@ def test_update_keeps_user_edits_and_brings_template_change(versioned_template: 
     git(project, "commit", "-q", "-m", "user edits")
 
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
-    update(project, NEW)
+    update(project, NEW_VERSION)
 
     assert pipeline.read_text(encoding="utf-8").startswith(USER_LINE)
     assert (project / "notes.md").read_text(encoding="utf-8") == "Our own file.\n"
     assert "## Added in the new template version" in (project / "README.md").read_text(encoding="utf-8")
-    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == NEW_VERSION
     assert merge_leftovers(project) == []
 
 
@@ -92,7 +82,7 @@ def test_update_runs_the_hooks_on_the_result(versioned_template: Path, tmp_path:
     generate(versioned_template, project)
     release(versioned_template, "README.md.jinja", "\nRendered from {{ '{{' }} project_name }}\n")
     with pytest.raises(TaskError):
-        update(project, NEW)
+        update(project, NEW_VERSION)
     assert "[leftover-jinja] unrendered Jinja '{{ project_name }}'" in capfd.readouterr().err
 
 
@@ -111,7 +101,7 @@ def test_update_refuses_a_dirty_tree_and_changes_nothing(versioned_template: Pat
     before = tree_state(project)
 
     with pytest.raises(UserMessageError, match=r"Destination repository is dirty.*commit or stash"):
-        update(project, NEW)
+        update(project, NEW_VERSION)
     assert tree_state(project) == before
 
 
@@ -125,7 +115,7 @@ def test_update_without_answers_file_names_it(versioned_template: Path, tmp_path
     with pytest.raises(UserMessageError,
                        match=re.escape("Cannot update because cannot obtain old template references "
                                        "from `.copier-answers.yml`")):
-        update(project, NEW)
+        update(project, NEW_VERSION)
     # Copier's message does not say how to recover; the generated README does.
     readme = (project / "README.md").read_text(encoding="utf-8")
     assert "git checkout <commit> -- .copier-answers.yml" in readme
@@ -135,13 +125,13 @@ def test_update_without_answers_file_names_it(versioned_template: Path, tmp_path
 def test_update_refuses_a_downgrade(versioned_template: Path, tmp_path: Path) -> None:
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
     project = tmp_path / "project"
-    generate(versioned_template, project, ref=NEW)
+    generate(versioned_template, project, ref=NEW_VERSION)
     before = tree_state(project)
 
     with pytest.raises(UserMessageError,
-                       match=re.escape(f"You are downgrading from {NEW} to {OLD}. "
+                       match=re.escape(f"You are downgrading from {NEW_VERSION} to {OLD_VERSION}. "
                                        "Downgrades are not supported.")):
-        update(project, OLD)
+        update(project, OLD_VERSION)
     assert tree_state(project) == before
 
 
@@ -168,10 +158,10 @@ def edit_as_user(project: Path) -> dict[str, str]:
 
 def assert_switched(project: Path, template: Path, answers: dict, edits: dict[str, str],
                     tmp_path: Path) -> None:
-    """The project is what a fresh render of `answers` at NEW is, plus the user's edits."""
+    """The project is what a fresh render of `answers` at NEW_VERSION is, plus the user's edits."""
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
     assert recorded["org_size"] == answers["org_size"]
-    assert recorded["_commit"] == NEW
+    assert recorded["_commit"] == NEW_VERSION
     for relative, content in edits.items():
         assert (project / relative).read_text(encoding="utf-8") == content, relative
     assert (project / "infra" / "target-account.yml").is_file()
@@ -179,7 +169,7 @@ def assert_switched(project: Path, template: Path, answers: dict, edits: dict[st
     # file: anything more is a file of the smaller size that the switch left behind.
     fresh = tmp_path / f"fresh-{answers['org_size']}"
     copier.run_copy(str(template), str(fresh), data=answers, defaults=True, unsafe=True,
-                    vcs_ref=NEW, quiet=True, skip_tasks=True)
+                    vcs_ref=NEW_VERSION, quiet=True, skip_tasks=True)
     assert files_of(project) == files_of(fresh) | {"notes.md"}
     assert merge_leftovers(project) == []
 
@@ -192,7 +182,7 @@ def test_update_switches_small_to_medium_keeping_edits(versioned_template: Path,
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
 
     new_answers = {key: preset("medium")[key] for key in MEDIUM_ONLY}
-    update(project, NEW, data=new_answers)
+    update(project, NEW_VERSION, data=new_answers)
 
     assert_switched(project, versioned_template, {**preset("small"), **new_answers}, edits, tmp_path)
 
@@ -218,7 +208,7 @@ def test_update_cli_switches_to_the_medium_preset(versioned_template: Path, tmp_
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
 
     subprocess.run([str(Path(sys.executable).with_name("copier")), "update", "--trust", "--defaults",
-                    "--data-file", str(VARIANTS / "medium.yml"), "--vcs-ref", NEW, "--quiet"],
+                    "--data-file", str(VARIANTS / "medium.yml"), "--vcs-ref", NEW_VERSION, "--quiet"],
                    cwd=project, check=True, capture_output=True, text=True)
 
     assert_switched(project, versioned_template, preset("medium"), edits, tmp_path)
@@ -235,7 +225,7 @@ def test_update_cli_switches_medium_to_the_large_preset(versioned_template: Path
 
     started = time.monotonic()
     subprocess.run([str(Path(sys.executable).with_name("copier")), "update", "--trust", "--defaults",
-                    "--data-file", str(VARIANTS / "large.yml"), "--vcs-ref", NEW, "--quiet"],
+                    "--data-file", str(VARIANTS / "large.yml"), "--vcs-ref", NEW_VERSION, "--quiet"],
                    cwd=project, check=True, capture_output=True, text=True)
     record_property("copier_update_to_large_seconds", round(time.monotonic() - started, 1))
 
@@ -254,7 +244,7 @@ def test_large_update_to_a_newer_version_keeps_edits(versioned_template: Path, t
             "# Added in the new template version.\n")
 
     started = time.monotonic()
-    update(project, NEW)
+    update(project, NEW_VERSION)
     record_property("copier_update_large_seconds", round(time.monotonic() - started, 1))
 
     for relative, content in edits.items():
@@ -275,7 +265,7 @@ def test_update_leaves_data_alone_and_merges_config(versioned_template: Path, tm
     template_data.write_text(template_data.read_text(encoding="utf-8") + "9,9,9,9,9,9,9,9,9,9,9\n",
                              encoding="utf-8")
     release(versioned_template, "config/pipeline.yml.jinja", "\n# Added in the new template version\n")
-    update(project, NEW)
+    update(project, NEW_VERSION)
 
     assert data.read_text(encoding="utf-8") == ours
     assert "# Added in the new template version" in (
@@ -296,13 +286,13 @@ def test_migration_carries_user_edits_to_a_moved_file(versioned_template: Path, 
                                  + "# Moved in the new template version.\n", encoding="utf-8")
     config = yaml.safe_load((versioned_template / "copier.yml").read_text(encoding="utf-8"))
     config["_migrations"].insert(0, {
-        "version": NEW,
+        "version": NEW_VERSION,
         "command": ["{{ _copier_python }}", "{{ _copier_conf.src_path }}/migrations/move_file.py", old, new],
         "when": "{{ _stage == 'after' }}",
     })
     (versioned_template / "copier.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     release(versioned_template, "README.md.jinja", "\n## Added in the new template version\n")
-    update(project, NEW)
+    update(project, NEW_VERSION)
 
     assert not old_path.exists()
     moved = (project / new).read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,27 @@ class PipelineConfig:
         return OBJECTIVES[self.problem_type]
 
 
-def _get(section: dict, key: str, where: str) -> Any:
+def setting(section: dict, key: str, where: str) -> Any:
+    """`section[key]`, or a ConfigError naming the missing `where.key`."""
     if not isinstance(section, dict) or key not in section:
         raise ConfigError(f"missing setting {where}.{key}" if where else f"missing setting {key}")
     return section[key]
+
+
+def metric_and_threshold(
+    section: dict, where: str, metrics: Iterable[str], problem_type: str
+) -> tuple[str, float]:
+    """A section's `metric`, one of `metrics` for the problem type, and its numeric `threshold`
+    (the quality gate's, and the monitoring job's model-quality alarm)."""
+    metric = setting(section, "metric", where)
+    if metric not in metrics:
+        raise ConfigError(
+            f"{where}.metric must be one of {sorted(metrics)} for {problem_type}, got {metric!r}"
+        )
+    threshold = setting(section, "threshold", where)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ConfigError(f"{where}.threshold must be a number, got {threshold!r}")
+    return metric, threshold
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -103,7 +121,7 @@ def _text_list(value: Any, name: str, allow_empty: bool) -> tuple[str, ...]:
 
 def _endpoint(raw: Any, stage: str) -> EndpointSettings:
     where = f"endpoints.{stage}"
-    percentage = _get(raw, "data_capture_sampling_percentage", where)
+    percentage = setting(raw, "data_capture_sampling_percentage", where)
     if (
         isinstance(percentage, bool)
         or not isinstance(percentage, int)
@@ -114,9 +132,9 @@ def _endpoint(raw: Any, stage: str) -> EndpointSettings:
             f"got {percentage!r}"
         )
     return EndpointSettings(
-        instance_type=str(_get(raw, "instance_type", where)),
+        instance_type=str(setting(raw, "instance_type", where)),
         initial_instance_count=_positive_int(
-            _get(raw, "initial_instance_count", where), f"{where}.initial_instance_count"
+            setting(raw, "initial_instance_count", where), f"{where}.initial_instance_count"
         ),
         data_capture_sampling_percentage=percentage,
     )
@@ -126,28 +144,28 @@ def parse_config(raw: Any, base_dir: Path) -> PipelineConfig:
     """Build a PipelineConfig from the parsed YAML; relative paths resolve against base_dir."""
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a YAML mapping")
-    problem_type = _get(raw, "problem_type", "")
+    problem_type = setting(raw, "problem_type", "")
     if problem_type not in PROBLEM_TYPES:
         raise ConfigError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
 
-    data = _get(raw, "data", "")
-    split = _get(data, "split", "data")
+    data = setting(raw, "data", "")
+    split = setting(data, "split", "data")
     validation_fraction = _fraction(
-        _get(split, "validation_fraction", "data.split"), "data.split.validation_fraction"
+        setting(split, "validation_fraction", "data.split"), "data.split.validation_fraction"
     )
     test_fraction = _fraction(
-        _get(split, "test_fraction", "data.split"), "data.split.test_fraction"
+        setting(split, "test_fraction", "data.split"), "data.split.test_fraction"
     )
     if validation_fraction + test_fraction >= 1:
         raise ConfigError("data.split.validation_fraction + test_fraction must be below 1")
-    seed = _get(split, "seed", "data.split")
+    seed = setting(split, "seed", "data.split")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"data.split.seed must be a non-negative integer, got {seed!r}")
 
-    images = _get(raw, "images", "")
-    processing = _get(raw, "processing", "")
-    training = _get(raw, "training", "")
-    hyperparameters = _get(training, "hyperparameters", "training")
+    images = setting(raw, "images", "")
+    processing = setting(raw, "processing", "")
+    training = setting(raw, "training", "")
+    hyperparameters = setting(training, "hyperparameters", "training")
     if not isinstance(hyperparameters, dict):
         raise ConfigError("training.hyperparameters must be a mapping")
     if "objective" in hyperparameters:
@@ -155,54 +173,47 @@ def parse_config(raw: Any, base_dir: Path) -> PipelineConfig:
             "training.hyperparameters.objective is set from problem_type; remove it from the file"
         )
 
-    gate = _get(raw, "quality_gate", "")
-    metric = _get(gate, "metric", "quality_gate")
-    if metric not in GATE_METRICS[problem_type]:
-        raise ConfigError(
-            f"quality_gate.metric must be one of {sorted(GATE_METRICS[problem_type])} "
-            f"for {problem_type}, got {metric!r}"
-        )
-    threshold = _get(gate, "threshold", "quality_gate")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise ConfigError(f"quality_gate.threshold must be a number, got {threshold!r}")
+    metric, threshold = metric_and_threshold(
+        setting(raw, "quality_gate", ""), "quality_gate", GATE_METRICS[problem_type], problem_type
+    )
 
-    registry = _get(raw, "registry", "")
-    endpoints = _get(raw, "endpoints", "")
+    registry = setting(raw, "registry", "")
+    endpoints = setting(raw, "endpoints", "")
     return PipelineConfig(
         problem_type=problem_type,
-        sample_data_path=base_dir / str(_get(data, "sample_path", "data")),
-        target_column=str(_get(data, "target_column", "data")),
+        sample_data_path=base_dir / str(setting(data, "sample_path", "data")),
+        target_column=str(setting(data, "target_column", "data")),
         feature_columns=_text_list(
-            _get(data, "feature_columns", "data"), "data.feature_columns", allow_empty=True
+            setting(data, "feature_columns", "data"), "data.feature_columns", allow_empty=True
         ),
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         split_seed=seed,
-        sklearn_image_version=str(_get(images, "sklearn_version", "images")),
-        xgboost_image_version=str(_get(images, "xgboost_version", "images")),
-        processing_instance_type=str(_get(processing, "instance_type", "processing")),
+        sklearn_image_version=str(setting(images, "sklearn_version", "images")),
+        xgboost_image_version=str(setting(images, "xgboost_version", "images")),
+        processing_instance_type=str(setting(processing, "instance_type", "processing")),
         processing_instance_count=_positive_int(
-            _get(processing, "instance_count", "processing"), "processing.instance_count"
+            setting(processing, "instance_count", "processing"), "processing.instance_count"
         ),
-        training_instance_type=str(_get(training, "instance_type", "training")),
+        training_instance_type=str(setting(training, "instance_type", "training")),
         training_instance_count=_positive_int(
-            _get(training, "instance_count", "training"), "training.instance_count"
+            setting(training, "instance_count", "training"), "training.instance_count"
         ),
         hyperparameters=dict(hyperparameters),
         gate_metric=metric,
         gate_threshold=float(threshold),
         inference_instance_types=_text_list(
-            _get(registry, "inference_instance_types", "registry"),
+            setting(registry, "inference_instance_types", "registry"),
             "registry.inference_instance_types",
             allow_empty=False,
         ),
         transform_instance_types=_text_list(
-            _get(registry, "transform_instance_types", "registry"),
+            setting(registry, "transform_instance_types", "registry"),
             "registry.transform_instance_types",
             allow_empty=False,
         ),
         endpoints={
-            stage: _endpoint(_get(endpoints, stage, "endpoints"), stage) for stage in STAGES
+            stage: _endpoint(setting(endpoints, stage, "endpoints"), stage) for stage in STAGES
         },
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ml_pipeline.config import ConfigError
+from ml_pipeline.config import ConfigError, metric_and_threshold, setting
 
 DEFAULT_MONITORING_CONFIG_PATH = Path("config/monitoring.yml")
 # Model-quality metrics the monitoring job computes, with the direction that makes a model better.
@@ -59,12 +59,6 @@ def _section(raw: Any, key: str) -> dict:
     return value
 
 
-def _value(section: dict, key: str, where: str) -> Any:
-    if key not in section:
-        raise ConfigError(f"missing setting {where}.{key}" if where else f"missing setting {key}")
-    return section[key]
-
-
 def _number(value: Any, name: str, low: float, high: float, integer: bool = False) -> Any:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
@@ -97,16 +91,10 @@ def parse_monitoring_config(raw: Any, problem_type: str) -> MonitoringConfig:
         raise ConfigError("the monitoring configuration must be a YAML mapping")
     drift, alarms = _section(raw, "drift"), _section(raw, "alarms")
     quality, retraining = _section(raw, "quality"), _section(raw, "retraining")
-    metric = _value(quality, "metric", "quality")
-    if metric not in QUALITY_METRICS[problem_type]:
-        raise ConfigError(
-            f"quality.metric must be one of {sorted(QUALITY_METRICS[problem_type])} "
-            f"for {problem_type}, got {metric!r}"
-        )
-    threshold = _value(quality, "threshold", "quality")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise ConfigError(f"quality.threshold must be a number, got {threshold!r}")
-    instance_type = _value(raw, "instance_type", "")
+    metric, threshold = metric_and_threshold(
+        quality, "quality", QUALITY_METRICS[problem_type], problem_type
+    )
+    instance_type = setting(raw, "instance_type", "")
     if not isinstance(instance_type, str) or not re.match(
         r"^ml\.[a-z0-9-]+\.[a-z0-9]+$", instance_type
     ):
@@ -115,26 +103,26 @@ def parse_monitoring_config(raw: Any, problem_type: str) -> MonitoringConfig:
         # EventBridge Scheduler's rate() wants a plural unit, so at least 2 minutes; a day at most
         # so that a window never spans more hourly capture folders than the job lists.
         schedule_minutes=_number(
-            _value(raw, "schedule_minutes", ""), "schedule_minutes", 5, 1440, integer=True
+            setting(raw, "schedule_minutes", ""), "schedule_minutes", 5, 1440, integer=True
         ),
         instance_type=instance_type,
         psi_threshold=float(
-            _number(_value(drift, "psi_threshold", "drift"), "drift.psi_threshold", 0.01, 10)
+            _number(setting(drift, "psi_threshold", "drift"), "drift.psi_threshold", 0.01, 10)
         ),
-        ks_alpha=float(_number(_value(drift, "ks_alpha", "drift"), "drift.ks_alpha", 1e-9, 0.5)),
+        ks_alpha=float(_number(setting(drift, "ks_alpha", "drift"), "drift.ks_alpha", 1e-9, 0.5)),
         min_rows=_number(
-            _value(drift, "min_rows", "drift"), "drift.min_rows", 10, 1_000_000, integer=True
+            setting(drift, "min_rows", "drift"), "drift.min_rows", 10, 1_000_000, integer=True
         ),
-        features=_names(_value(drift, "features", "drift"), "drift.features"),
+        features=_names(setting(drift, "features", "drift"), "drift.features"),
         segment_attributes=_names(
-            _value(drift, "segment_attributes", "drift"), "drift.segment_attributes"
+            setting(drift, "segment_attributes", "drift"), "drift.segment_attributes"
         ),
         drift_runs=_number(
-            _value(alarms, "drift_runs", "alarms"), "alarms.drift_runs", 1, 24, integer=True
+            setting(alarms, "drift_runs", "alarms"), "alarms.drift_runs", 1, 24, integer=True
         ),
         missing_rate_increase=float(
             _number(
-                _value(alarms, "missing_rate_increase", "alarms"),
+                setting(alarms, "missing_rate_increase", "alarms"),
                 "alarms.missing_rate_increase",
                 0,
                 1,
@@ -142,25 +130,25 @@ def parse_monitoring_config(raw: Any, problem_type: str) -> MonitoringConfig:
         ),
         schema_violation_rate=float(
             _number(
-                _value(alarms, "schema_violation_rate", "alarms"),
+                setting(alarms, "schema_violation_rate", "alarms"),
                 "alarms.schema_violation_rate",
                 0,
                 1,
             )
         ),
-        quality_enabled=_flag(_value(quality, "enabled", "quality"), "quality.enabled"),
+        quality_enabled=_flag(setting(quality, "enabled", "quality"), "quality.enabled"),
         quality_metric=metric,
         quality_threshold=float(threshold),
-        retraining_enabled=_flag(_value(retraining, "enabled", "retraining"), "retraining.enabled"),
+        retraining_enabled=_flag(setting(retraining, "enabled", "retraining"), "retraining.enabled"),
         consecutive_runs=_number(
-            _value(retraining, "consecutive_runs", "retraining"),
+            setting(retraining, "consecutive_runs", "retraining"),
             "retraining.consecutive_runs",
             1,
             1000,
             integer=True,
         ),
         cooldown_hours=_number(
-            _value(retraining, "cooldown_hours", "retraining"),
+            setting(retraining, "cooldown_hours", "retraining"),
             "retraining.cooldown_hours",
             1,
             8760,
