@@ -139,7 +139,9 @@ def parse_monitoring_config(raw: Any, problem_type: str) -> MonitoringConfig:
         quality_enabled=_flag(setting(quality, "enabled", "quality"), "quality.enabled"),
         quality_metric=metric,
         quality_threshold=float(threshold),
-        retraining_enabled=_flag(setting(retraining, "enabled", "retraining"), "retraining.enabled"),
+        retraining_enabled=_flag(
+            setting(retraining, "enabled", "retraining"), "retraining.enabled"
+        ),
         consecutive_runs=_number(
             setting(retraining, "consecutive_runs", "retraining"),
             "retraining.consecutive_runs",
